@@ -1,0 +1,1 @@
+"""The ``galcnn`` command line: a thin layer that parses options, calls the library, reports."""

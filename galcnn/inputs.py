@@ -1,0 +1,173 @@
+"""Turn what a user types (files, directories, globs, ``@list`` files) into image sources.
+
+A *source* is one object to read: one FITS file, or one file per band grouped by a naming
+pattern such as ``{id}_{band}.fits``. Sources come out in a stable, sorted order so that
+splits, seeds and shards do not depend on the file system's listing order.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from dataclasses import dataclass
+
+__all__ = ["Source", "FITS_SUFFIXES", "is_fits_name", "strip_fits_suffix", "expand_inputs",
+           "group_bands", "sources_from_files"]
+
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz",
+                 ".fit.fz", ".fz", ".fits.bz2")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One object: its id, the files holding its bands, and the input root it was found under."""
+
+    id: str
+    paths: tuple[str, ...]
+    root: str
+
+    @property
+    def path_text(self) -> str:
+        return ";".join(self.paths)
+
+
+def is_fits_name(name: str) -> bool:
+    return name.lower().endswith(FITS_SUFFIXES)
+
+
+def strip_fits_suffix(name: str) -> str:
+    lower = name.lower()
+    for suffix in sorted(FITS_SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _walk_fits(directory: str) -> list[str]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(directory, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(os.path.join(dirpath, f) for f in sorted(filenames)
+                     if is_fits_name(f) and not f.startswith("."))
+    return found
+
+
+def _read_list_file(list_path: str) -> list[str]:
+    if not os.path.isfile(list_path):
+        raise ValueError(f"list file {list_path} not found")
+    base = os.path.dirname(os.path.abspath(list_path))
+    entries = []
+    with open(list_path, encoding="utf-8") as handle:
+        for line in handle:
+            entry = line.split("#", 1)[0].strip()
+            if not entry:
+                continue
+            if not os.path.isabs(entry) and not os.path.exists(entry):
+                entry = os.path.join(base, entry)
+            entries.append(entry)
+    return entries
+
+
+def expand_inputs(inputs: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
+    """Return ``(file, root)`` pairs: directories recursively, globs, and ``@list`` files.
+
+    A named file that does not exist is kept, so that it gets its own error row rather than
+    vanishing; a glob or directory that matches nothing raises ValueError.
+    """
+    pairs: list[tuple[str, str]] = []
+    for item in inputs:
+        item = os.fspath(item)
+        if item.startswith("@"):
+            pairs.extend(expand_inputs(_read_list_file(item[1:])))
+        elif os.path.isdir(item):
+            files = _walk_fits(item)
+            if not files:
+                raise ValueError(f"directory {item} holds no FITS files "
+                                 f"({', '.join(FITS_SUFFIXES[:3])}, ...)")
+            pairs.extend((f, item) for f in files)
+        elif any(ch in item for ch in "*?["):
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                raise ValueError(f"pattern {item!r} matches no file")
+            root = os.path.dirname(item.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]) or "."
+            for match in matches:
+                if os.path.isdir(match):
+                    pairs.extend((f, match) for f in _walk_fits(match))
+                else:
+                    pairs.append((match, root))
+        else:
+            pairs.append((item, os.path.dirname(item) or "."))
+    seen: set[str] = set()
+    unique = []
+    for path, root in pairs:
+        key = os.path.abspath(path)
+        if key not in seen:
+            seen.add(key)
+            unique.append((path, root))
+    return unique
+
+
+def _source_id(path: str, root: str) -> str:
+    relative = os.path.relpath(path, root)
+    if relative.startswith(".."):
+        relative = os.path.basename(path)
+    return strip_fits_suffix(relative).replace(os.sep, "/")
+
+
+def sources_from_files(pairs: list[tuple[str, str]]) -> list[Source]:
+    """One source per file; its id is the path below its input root without the extension."""
+    return [Source(id=_source_id(path, root), paths=(path,), root=root) for path, root in pairs]
+
+
+def _pattern_regex(pattern: str) -> re.Pattern:
+    if "{band}" not in pattern or "{id}" not in pattern:
+        raise ValueError(f"band pattern {pattern!r} must contain both {{id}} and {{band}}")
+    parts = re.split(r"(\{id\}|\{band\})", pattern)
+    regex = ""
+    for part in parts:
+        if part == "{id}":
+            regex += r"(?P<id>.+?)"
+        elif part == "{band}":
+            regex += r"(?P<band>[^/\\]+?)"
+        else:
+            regex += re.escape(part)
+    return re.compile(regex + r"\Z")
+
+
+def group_bands(pairs: list[tuple[str, str]], pattern: str, bands: list[str] | None
+                ) -> tuple[list[Source], list[str], list[tuple[str, str]]]:
+    """Group one-file-per-band inputs into multi-band sources.
+
+    Returns the sources (bands in order), the band names, and ``(file, problem)`` pairs for
+    files that fit no group (wrong name, missing or unknown band).
+    """
+    regex = _pattern_regex(pattern)
+    groups: dict[tuple[str, str], dict[str, str]] = {}
+    problems: list[tuple[str, str]] = []
+    for path, root in pairs:
+        match = regex.match(os.path.basename(path))
+        if match is None:
+            problems.append((path, f"file name does not match the band pattern {pattern!r}"))
+            continue
+        key = (os.path.join(os.path.dirname(path), match["id"]), root)
+        groups.setdefault(key, {})[match["band"]] = path
+    band_order = list(bands) if bands else sorted({b for g in groups.values() for b in g})
+    sources = []
+    for (stem, root), members in sorted(groups.items()):
+        unknown = sorted(set(members) - set(band_order))
+        missing = [b for b in band_order if b not in members]
+        if unknown or missing:
+            what = []
+            if missing:
+                what.append(f"missing band(s) {','.join(missing)}")
+            if unknown:
+                what.append(f"unknown band(s) {','.join(unknown)}")
+            for path in members.values():
+                problems.append((path, "; ".join(what) + f" for object {os.path.basename(stem)}"))
+            continue
+        paths = tuple(members[b] for b in band_order)
+        relative = os.path.relpath(stem, root)
+        object_id = (os.path.basename(stem) if relative.startswith("..") else relative)
+        sources.append(Source(id=object_id.replace(os.sep, "/"), paths=paths, root=root))
+    return sources, band_order, problems

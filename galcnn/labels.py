@@ -1,0 +1,207 @@
+"""Class labels for cutouts: from a CSV/FITS table, from class-named folders, or none.
+
+Table ids match a file by its path relative to the table, its path below the input folder,
+its name, or its name without the FITS extension, so that the catalogues users already have
+(``file,label`` or ``objid,label``) work as they are.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from galcnn.inputs import Source, strip_fits_suffix
+
+__all__ = ["LabelTable", "read_label_table", "find_label_file", "match_labels",
+           "labels_from_directories", "choose_classes"]
+
+ID_COLUMNS = ("file", "filename", "path", "id", "objid", "name", "object")
+LABEL_COLUMNS = ("label", "class", "morphology", "type")
+LABEL_FILE_NAMES = ("labels.csv", "labels.fits", "labels.ecsv")
+
+
+@dataclass
+class LabelTable:
+    """Labels keyed by normalised id, and where they came from."""
+
+    path: str
+    id_column: str
+    label_column: str
+    labels: dict[str, str]
+    n_rows: int
+    n_filtered: int = 0
+    n_empty: int = 0
+    conflicts: list[str] = field(default_factory=list)
+
+
+def _normalise_id(value: str) -> str:
+    text = str(value).strip().replace("\\", "/")
+    while text.startswith("./"):
+        text = text[2:]
+    return text
+
+
+def _read_rows(path: str) -> tuple[list[str], list[dict[str, str]]]:
+    if path.lower().endswith((".csv", ".txt")):
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            rows = [dict(row) for row in reader]
+            return list(reader.fieldnames or []), rows
+    from astropy.table import Table
+
+    table = Table.read(path)
+    columns = list(table.colnames)
+    rows = []
+    for row in table:
+        values = {}
+        for name in columns:
+            value = row[name]
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            values[name] = "" if np.ma.is_masked(value) else str(value).strip()
+        rows.append(values)
+    return columns, rows
+
+
+def _pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...],
+                 what: str, path: str) -> str:
+    by_lower = {c.lower(): c for c in columns}
+    if wanted is not None:
+        if wanted in columns:
+            return wanted
+        if wanted.lower() in by_lower:
+            return by_lower[wanted.lower()]
+        raise ValueError(f"{path}: no {what} column {wanted!r} (columns: {', '.join(columns)})")
+    for candidate in candidates:
+        if candidate in by_lower:
+            return by_lower[candidate]
+    raise ValueError(f"{path}: cannot tell which column holds the {what} (columns: "
+                     f"{', '.join(columns)}); name it with --{what.replace(' ', '-')}-column")
+
+
+def read_label_table(path: str, *, id_column: str | None = None,
+                     label_column: str | None = None,
+                     where: dict[str, str] | None = None) -> LabelTable:
+    """Read ``id -> label`` from a CSV, FITS, ECSV or VOTable table.
+
+    ``where`` keeps only rows whose columns equal the given text (e.g. ``{"confident": "1"}``).
+    Rows with an empty label are dropped and counted; an id listed twice with different labels
+    is a conflict, reported and left unlabelled.
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"label table {path} not found")
+    try:
+        columns, rows = _read_rows(path)
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot read label table ({exc})") from exc
+    if not rows:
+        raise ValueError(f"{path}: label table has no rows")
+    id_col = _pick_column(columns, id_column, ID_COLUMNS, "id", path)
+    label_col = _pick_column(columns, label_column, LABEL_COLUMNS, "label", path)
+    where = where or {}
+    for column in where:
+        _pick_column(columns, column, (), f"filter ({column})", path)
+    labels: dict[str, str] = {}
+    conflicting: set[str] = set()
+    n_filtered = n_empty = 0
+    for row in rows:
+        if any(str(row.get(column, "")).strip() != str(value) for column, value in where.items()):
+            n_filtered += 1
+            continue
+        key = _normalise_id(row.get(id_col, ""))
+        label = str(row.get(label_col, "") or "").strip()
+        if not key:
+            continue
+        if not label:
+            n_empty += 1
+            continue
+        if key in labels and labels[key] != label:
+            conflicting.add(key)
+        labels.setdefault(key, label)
+    for key in conflicting:
+        del labels[key]
+    return LabelTable(path=path, id_column=id_col, label_column=label_col, labels=labels,
+                      n_rows=len(rows), n_filtered=n_filtered, n_empty=n_empty,
+                      conflicts=sorted(conflicting))
+
+
+def find_label_file(inputs: list[str]) -> str | None:
+    """A ``labels.csv`` (or .fits/.ecsv) inside the single input directory, if there is one."""
+    if len(inputs) != 1 or not os.path.isdir(inputs[0]):
+        return None
+    for name in LABEL_FILE_NAMES:
+        candidate = os.path.join(inputs[0], name)
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def _candidate_keys(source: Source, table_dir: str) -> list[str]:
+    keys = [source.id]
+    if len(source.paths) == 1:
+        path = source.paths[0]
+        name = os.path.basename(path)
+        keys = [os.path.relpath(os.path.abspath(path), table_dir), os.path.relpath(path, source.root),
+                name, strip_fits_suffix(name), source.id]
+    return [_normalise_id(k) for k in keys]
+
+
+def match_labels(sources: list[Source], table: LabelTable
+                 ) -> tuple[dict[Source, str], list[Source], list[str]]:
+    """Labels per source, the sources with no label, and table ids that matched no file."""
+    table_dir = os.path.dirname(os.path.abspath(table.path))
+    matched: dict[Source, str] = {}
+    used: set[str] = set()
+    unlabelled = []
+    for source in sources:
+        for key in _candidate_keys(source, table_dir):
+            if key in table.labels:
+                matched[source] = table.labels[key]
+                used.add(key)
+                break
+        else:
+            unlabelled.append(source)
+    missing = sorted(set(table.labels) - used)
+    return matched, unlabelled, missing
+
+
+def labels_from_directories(sources: list[Source]) -> dict[Source, str] | None:
+    """``cutouts/<class>/...`` layout: the first folder below the input root is the label.
+
+    Returns None unless every source sits in a subfolder and there are at least two classes.
+    """
+    labels = {}
+    for source in sources:
+        relative = os.path.relpath(source.paths[0], source.root).replace(os.sep, "/")
+        if "/" not in relative or relative.startswith(".."):
+            return None
+        labels[source] = relative.split("/", 1)[0]
+    return labels if len(set(labels.values())) >= 2 else None
+
+
+def choose_classes(labels: dict[Source, str], classes: list[str] | None
+                   ) -> tuple[list[str], dict[Source, str], dict[str, int]]:
+    """Order the classes (given order, else sorted) and drop sources whose class is not chosen.
+
+    Returns the class list, the kept labels, and a count of dropped sources per dropped class.
+    """
+    present = sorted(set(labels.values()))
+    if classes:
+        unknown = [c for c in classes if c not in present]
+        if unknown:
+            raise ValueError(f"class(es) {', '.join(unknown)} not found among the labels "
+                             f"({', '.join(present)})")
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"class list names a class twice: {','.join(classes)}")
+        order = list(classes)
+    else:
+        order = present
+    kept = {s: lab for s, lab in labels.items() if lab in order}
+    dropped: dict[str, int] = {}
+    for lab in labels.values():
+        if lab not in order:
+            dropped[lab] = dropped.get(lab, 0) + 1
+    return order, kept, dropped
