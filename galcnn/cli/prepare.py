@@ -134,7 +134,8 @@ def _report(result) -> None:
         source = result.label_source
         if source.startswith("table:"):
             source = os.path.basename(source[len("table:"):])
-        table = Table(title=f"samples per class (labels: {source})", title_justify="left")
+        out.print(f"Labels from {source}; samples per class and split:")
+        table = Table()
         table.add_column("class")
         splits = [s for s in ("train", "val", "test") if s in result.class_counts]
         for split in splits:

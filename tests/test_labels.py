@@ -1,0 +1,74 @@
+import os
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from galcnn.inputs import Source
+from galcnn.labels import (choose_classes, find_label_file, labels_from_directories,
+                           match_labels, read_label_table)
+
+
+def _source(root, rel):
+    path = os.path.join(root, rel)
+    return Source(id=rel.split(".")[0], paths=(path,), root=root)
+
+
+def test_csv_auto_columns_and_all_matching_rules(tmp_path):
+    root = str(tmp_path / "data")
+    sources = [_source(root, "cutouts/a1.fits"), _source(root, "cutouts/b2.fits.fz"),
+               _source(root, "cutouts/c3.fits"), _source(root, "cutouts/d4.fits")]
+    table_path = tmp_path / "data" / "labels.csv"
+    table_path.parent.mkdir()
+    table_path.write_text("objid,file,label\n1,cutouts/a1.fits,x\n2,b2.fits.fz,y\n3,c3,x\n"
+                          "4,gone.fits,y\n")
+    table = read_label_table(str(table_path))
+    assert (table.id_column, table.label_column) == ("file", "label")
+    labels, unlabelled, missing = match_labels(sources, table)
+    assert [labels[s] for s in sources[:3]] == ["x", "y", "x"]
+    assert unlabelled == [sources[3]] and missing == ["gone.fits"]
+
+
+def test_fits_table_where_filter_and_named_columns(tmp_path):
+    path = str(tmp_path / "cat.fits")
+    Table({"name": ["a", "b", "c"], "morph": ["FRI", "FRII", "FRI"],
+           "confident": np.array([1, 0, 1])}).write(path)
+    table = read_label_table(path, id_column="NAME", label_column="morph",
+                             where={"confident": "1"})
+    assert table.labels == {"a": "FRI", "c": "FRI"} and table.n_filtered == 1
+    with pytest.raises(ValueError, match="no label column 'kind'"):
+        read_label_table(path, label_column="kind")
+
+
+def test_conflicting_duplicate_ids_are_reported_and_dropped(tmp_path):
+    path = tmp_path / "l.csv"
+    path.write_text("id,label\na,x\na,y\nb,x\nb,x\nc,\n")
+    table = read_label_table(str(path))
+    assert table.labels == {"b": "x"} and table.conflicts == ["a"] and table.n_empty == 1
+
+
+def test_unknown_columns_need_naming(tmp_path):
+    path = tmp_path / "l.csv"
+    path.write_text("foo,bar\n1,2\n")
+    with pytest.raises(ValueError, match="--id-column"):
+        read_label_table(str(path))
+
+
+def test_find_label_file_and_directories(tmp_path):
+    (tmp_path / "labels.csv").write_text("file,label\n")
+    assert find_label_file([str(tmp_path)]).endswith("labels.csv")
+    assert find_label_file([str(tmp_path), str(tmp_path)]) is None
+    root = str(tmp_path)
+    sources = [_source(root, "spiral/a.fits"), _source(root, "elliptical/b.fits")]
+    assert labels_from_directories(sources) == {sources[0]: "spiral", sources[1]: "elliptical"}
+    assert labels_from_directories([_source(root, "a.fits")]) is None
+    assert labels_from_directories(sources[:1]) is None  # one class is not a labelling
+
+
+def test_choose_classes_orders_and_drops():
+    labels = {f"s{i}": lab for i, lab in enumerate(["FRII", "FRI", "hybrid", "FRI"])}
+    order, kept, dropped = choose_classes(labels, ["FRI", "FRII"])
+    assert order == ["FRI", "FRII"] and len(kept) == 3 and dropped == {"hybrid": 1}
+    assert choose_classes(labels, None)[0] == ["FRI", "FRII", "hybrid"]
+    with pytest.raises(ValueError, match="not found among the labels"):
+        choose_classes(labels, ["FRIII"])
