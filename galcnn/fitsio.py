@@ -112,8 +112,13 @@ def _as_cube(data: np.ndarray, path: str, index: int) -> np.ndarray:
     return data
 
 
-def _describe_exception(exc: Exception) -> str:
+def _describe_exception(exc: Exception, path: str) -> str:
     text = str(exc)
+    size = os.path.getsize(path)
+    if not path.lower().endswith((".gz", ".bz2")) and size % 2880 and \
+            not isinstance(exc, OSError):
+        return (f"truncated file: {size} bytes is not a whole number of 2880-byte FITS "
+                "blocks and the data cannot be read")
     if isinstance(exc, TypeError) and "buffer is too small" in text:
         return "truncated file: the data are shorter than the header says"
     if isinstance(exc, OSError) and ("SIMPLE" in text or "corrupt" in text.lower()):
@@ -148,7 +153,7 @@ def _read_one(path: str, hdu: int | str | None) -> tuple[np.ndarray, np.ndarray,
     except FitsReadError:
         raise
     except Exception as exc:  # astropy raises many types for corrupt files
-        raise FitsReadError(path, _describe_exception(exc)) from exc
+        raise FitsReadError(path, _describe_exception(exc, path)) from exc
 
     raw = _as_cube(raw, path, index)
     data = raw.astype(np.float32)  # native byte order, a copy

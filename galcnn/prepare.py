@@ -130,14 +130,14 @@ def default_workers() -> int:
 def _check_geometry(shape: tuple[int, int], size: tuple[int, int], fit: str,
                     native: bool) -> str | None:
     height, width = shape
-    if native and (height, width) != tuple(size):
-        return (f"is {width}x{height} pixels, the others are {size[1]}x{size[0]}; choose one "
-                "size for all with --size")
     need_y, need_x = ((size[0] + 1) // 2, (size[1] + 1) // 2) if fit == "crop" else (4, 4)
     if height < need_y or width < need_x:
         hint = " (or use --fit resize)" if fit == "crop" else ""
         return (f"too small: {width}x{height} pixels, at least {need_x}x{need_y} needed for "
                 f"size {size[1]}x{size[0]}{hint}")
+    if native and (height, width) != tuple(size):
+        return (f"is {width}x{height} pixels, the others are {size[1]}x{size[0]}; choose one "
+                "size for all with --size")
     return None
 
 

@@ -1,0 +1,89 @@
+"""Throughput of ``galcnn prepare`` against astropy alone reading the same files, in one run.
+
+The figure is the ratio (prepare cutouts/s) / (astropy open+read cutouts/s): it says what
+galcnn adds on top of reading FITS, and it holds on a noisy or slower machine because both
+rates are measured back to back on the same files.
+
+    python bench/prepare.py                      # shared GZ1 set, 1 worker and all workers
+    python bench/prepare.py --set mirabest --limit 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+
+from astropy.io import fits
+
+from galcnn.inputs import expand_inputs
+from galcnn.prepare import default_workers, prepare
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHARED = os.path.join(HERE, "..", "..", "shared", "data")
+
+
+def astropy_read_rate(files: list[str]) -> float:
+    """Cutouts/s of the bare minimum: open each file and read its first image's data."""
+    start = time.perf_counter()
+    for path in files:
+        with fits.open(path, memmap=False) as hdul:
+            for hdu in hdul:
+                if hdu.header.get("NAXIS", 0) >= 2:
+                    _ = hdu.data.sum()
+                    break
+    return len(files) / (time.perf_counter() - start)
+
+
+def prepare_rate(files: list[str], workers: int, tmp: str, data_dir: str) -> float:
+    out = os.path.join(tmp, f"prepared-{workers}")
+    listing = os.path.join(tmp, "files.txt")
+    with open(listing, "w") as handle:
+        handle.writelines(f"{f}\n" for f in files)
+    start = time.perf_counter()
+    result = prepare([f"@{listing}"], out, labels=os.path.join(data_dir, "labels.csv"),
+                     workers=workers, overwrite=True)
+    elapsed = time.perf_counter() - start
+    if result.failures:
+        raise SystemExit(f"{len(result.failures)} files failed: {result.failures[:3]}")
+    shutil.rmtree(out)
+    return len(files) / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", default="gz1", choices=("gz1", "mirabest"))
+    parser.add_argument("--data", default=SHARED, help="folder holding gz1/ and mirabest/")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N files")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    data_dir = os.path.join(args.data, args.set)
+    files = [p for p, _ in expand_inputs([data_dir])][: args.limit]
+    all_workers = default_workers()
+    with tempfile.TemporaryDirectory() as tmp:
+        astropy_read_rate(files[:200])  # warm the page cache
+        read = astropy_read_rate(files)
+        rates = {w: prepare_rate(files, w, tmp, data_dir) for w in sorted({1, all_workers})}
+        read_again = astropy_read_rate(files)
+    baseline = (read + read_again) / 2
+    figures = {
+        "set": args.set, "n_files": len(files), "cpus": all_workers,
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "astropy_read_per_s": round(baseline, 1),
+        **{f"prepare_{w}w_per_s": round(r, 1) for w, r in rates.items()},
+        **{f"ratio_{w}w": round(r / baseline, 3) for w, r in rates.items()},
+    }
+    width = max(len(k) for k in figures)
+    for key, value in figures.items():
+        print(f"{key:<{width}}  {value}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(figures, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+from click.testing import CliRunner
+
+from conftest import noise_image, write_fits
+from galcnn.cli.main import EXIT_SOME_FAILED, cli
+from galcnn.dataset import MANIFEST_COLUMNS, PreparedDataset
+from galcnn.fitsio import read_image
+from galcnn.prepare import PrepareError, PrepareOptions, prepare, prepare_image
+
+
+def _manifest(out):
+    with open(os.path.join(out, "manifest.csv"), newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _metadata(out):
+    with open(os.path.join(out, "metadata.json")) as handle:
+        return json.load(handle)
+
+
+def run_cli(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_class_directories_give_a_complete_dataset(class_dirs, tmp_path):
+    out = str(tmp_path / "prepared")
+    result = prepare([str(class_dirs)], out, workers=1,
+                     options=PrepareOptions(val_fraction=0.25, seed=3))
+    assert result.classes == ["a", "b"] and result.n_samples == 8 and not result.failures
+    rows = _manifest(out)
+    assert list(rows[0]) == list(MANIFEST_COLUMNS)
+    assert [r["split"] for r in rows].count("val") == 2
+    assert {r["label"] for r in rows if r["split"] == "val"} == {"a", "b"}  # stratified
+    assert {r["id"] for r in rows} == {f"{c}/x{i}" for c in "ab" for i in range(4)}
+    meta = _metadata(out)
+    assert meta["classes"] == ["a", "b"] and meta["size"] == [32, 32] and meta["n_bands"] == 1
+    assert meta["stretch"]["name"] == "asinh" and meta["labels"]["source"] == "directories"
+    assert meta["class_counts"]["train"] == {"a": 3, "b": 3}
+    assert meta["galcnn_version"] and meta["options"]["fit"] == "crop"
+    assert os.listdir(tmp_path) == ["cutouts", "prepared"]  # no temporary directory left
+
+    dataset = PreparedDataset(out)
+    shard = np.load(os.path.join(out, rows[0]["shard"]), mmap_mode="r")
+    assert isinstance(shard, np.memmap) and shard.shape[1:] == (1, 32, 32)
+    image, label = dataset[0]
+    source = read_image(rows[0]["file"])
+    expected = prepare_image(source.data, (32, 32), PrepareOptions())[0][0]
+    np.testing.assert_allclose(image, expected, rtol=1e-6)
+    assert label == (0 if rows[0]["label"] == "a" else 1)
+    assert len(PreparedDataset(out, split="val")) == 2
+
+
+def test_augmented_copies_only_for_training(class_dirs, tmp_path):
+    out = str(tmp_path / "aug")
+    options = PrepareOptions(augment="dihedral", copies=3, val_fraction=0.25)
+    prepare([str(class_dirs)], out, workers=1, options=options)
+    rows = _manifest(out)
+    train = [r for r in rows if r["split"] == "train"]
+    val = [r for r in rows if r["split"] == "val"]
+    assert len(train) == 6 * 4 and len(val) == 2
+    assert {r["transform"] for r in val} == {"identity"}
+    by_id = {}
+    for r in train:
+        by_id.setdefault(r["id"], []).append(r["transform"])
+    for transforms in by_id.values():
+        assert transforms[0] == "identity" and len(set(transforms)) == 4
+    dataset = PreparedDataset(out)
+    first = [i for i, r in enumerate(dataset.rows) if r["id"] == train[0]["id"]]
+    from galcnn.augment import parse_transform
+
+    base = dataset.image(first[0])
+    for index in first[1:]:
+        g = parse_transform(dataset.rows[index]["transform"])
+        np.testing.assert_array_equal(dataset.image(index), g(base))
+
+
+def test_arbitrary_rotation_copies(class_dirs, tmp_path):
+    out = str(tmp_path / "rot")
+    prepare([str(class_dirs)], out, workers=1,
+            options=PrepareOptions(augment="rotate", copies=2, size=(16, 16)))
+    transforms = [r["transform"] for r in _manifest(out) if r["transform"] != "identity"]
+    assert transforms and all(t.startswith("rotate:") for t in transforms)
+    assert PreparedDataset(out).image(1).shape == (1, 16, 16)
+
+
+def test_label_table_found_inside_directory_and_reports_written(tmp_path):
+    root = tmp_path / "set"
+    for i in range(6):
+        write_fits(root / "cutouts" / f"o{i}.fits", noise_image(seed=i))
+    (root / "labels.csv").write_text(
+        "file,label,confident\n" + "".join(
+            f"cutouts/o{i}.fits,{'FRI' if i % 2 else 'FRII'},{int(i < 4)}\n" for i in range(5))
+        + "cutouts/missing.fits,FRI,1\ncutouts/o0.fits.bak,hybrid,1\n")
+    out = str(tmp_path / "out")
+    result = run_cli("prepare", root, "-o", out, "--classes", "FRII,FRI", "--where",
+                     "confident=1", "--val-fraction", "0")
+    assert result.exit_code == 0, result.output
+    meta = _metadata(out)
+    assert meta["classes"] == ["FRII", "FRI"]
+    assert meta["class_counts"]["train"] == {"FRII": 2, "FRI": 2}
+    assert meta["dropped_classes"] == {} and meta["labels"]["rows_filtered_out"] == 1
+    assert meta["labels"]["label_column"] == "label"
+    unlabelled = open(os.path.join(out, "unlabelled.txt")).read().split()
+    assert sorted(os.path.basename(p) for p in unlabelled) == ["o4.fits", "o5.fits"]
+    missing = open(os.path.join(out, "missing_files.txt")).read().split()
+    assert missing == ["cutouts/missing.fits", "cutouts/o0.fits.bak"]
+    assert "Files with no label: 2" in result.stdout and "Labels with no file: 2" in result.stdout
+    rows = _manifest(out)
+    assert {r["label_index"] for r in rows if r["label"] == "FRII"} == {"0"}
+
+
+def _bad_inputs(root):
+    """A directory of good cutouts and one of each kind of bad input."""
+    for i in range(4):
+        write_fits(root / f"good{i}.fits", noise_image(seed=i))
+    (root / "empty.fits").write_bytes(b"")
+    (root / "text.fits").write_text("SIMPLE? no, this is a text file\n" * 100)
+    big = write_fits(root / "truncated.fits", noise_image((32, 32)))
+    content = open(big, "rb").read()
+    open(big, "wb").write(content[: len(content) - 2000])
+    table = fits.BinTableHDU.from_columns([fits.Column(name="a", format="E", array=[1.0])])
+    write_fits(root / "table.fits", hdus=[fits.PrimaryHDU(), table])
+    write_fits(root / "allnan.fits", np.full((32, 32), np.nan, np.float32))
+    half = noise_image()
+    half[:20] = np.nan
+    write_fits(root / "mostlynan.fits", half)
+    write_fits(root / "cube.fits", noise_image(bands=3))
+    write_fits(root / "tiny.fits", noise_image((8, 8)))
+    write_fits(root / "wide.fits", noise_image((32, 40)))
+    return {
+        "empty.fits": "empty file", "text.fits": "not a FITS file",
+        "truncated.fits": "truncated", "table.fits": "no image HDU",
+        "allnan.fits": "every pixel is NaN", "mostlynan.fits": "62% of pixels",
+        "cube.fits": "has 3 band(s), expected 1", "tiny.fits": "too small: 8x8",
+        "wide.fits": "is 40x32 pixels, the others are 32x32",
+    }
+
+
+def test_bad_inputs_are_named_and_the_run_goes_on(tmp_path):
+    root = tmp_path / "mixed"
+    expected = _bad_inputs(root)
+    out = str(tmp_path / "out")
+    result = run_cli("prepare", root, "-o", out, "--no-labels", "-j", "2")
+    assert result.exit_code == EXIT_SOME_FAILED
+    with open(os.path.join(out, "failed.csv"), newline="") as handle:
+        failed = {os.path.basename(r["file"]): r["problem"] for r in csv.DictReader(handle)}
+    assert set(failed) == set(expected)
+    for name, fragment in expected.items():
+        assert fragment in failed[name], (name, failed[name])
+        line = [ln for ln in result.stderr.splitlines() if name in ln]
+        assert len(line) == 1 and fragment in line[0]
+    assert "Traceback" not in result.output
+    rows = _manifest(out)
+    assert sorted(os.path.basename(r["file"]) for r in rows) == [f"good{i}.fits" for i in range(4)]
+    assert {r["split"] for r in rows} == {"unlabelled"}
+    assert f"Failed: {len(expected)}" in result.stdout
+
+
+def test_explicit_size_accepts_other_shapes_and_resize(tmp_path):
+    write_fits(tmp_path / "in" / "a.fits", noise_image((32, 32)))
+    write_fits(tmp_path / "in" / "b.fits", noise_image((48, 40)))
+    out = str(tmp_path / "out")
+    result = prepare([str(tmp_path / "in")], out, no_labels=True, workers=1,
+                     options=PrepareOptions(size=(24, 24), fit="resize"))
+    assert result.n_samples == 2 and not result.failures
+    assert PreparedDataset(out).image(1).shape == (1, 24, 24)
+
+
+def test_workers_do_not_change_the_result(class_dirs, tmp_path):
+    options = PrepareOptions(augment="rot90", copies=2, val_fraction=0.25)
+    prepare([str(class_dirs)], str(tmp_path / "one"), workers=1, options=options)
+    prepare([str(class_dirs)], str(tmp_path / "two"), workers=2, options=options)
+    one, two = PreparedDataset(str(tmp_path / "one")), PreparedDataset(str(tmp_path / "two"))
+    assert [r["transform"] for r in one.rows] == [r["transform"] for r in two.rows]
+    for i in range(len(one)):
+        np.testing.assert_array_equal(one.image(i), two.image(i))
+
+
+def test_refuses_to_overwrite_then_replaces(class_dirs, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = run_cli("prepare", class_dirs, "-o", out)
+    assert result.exit_code == 1 and "already exists" in result.output
+    assert (out / "keep.txt").exists()
+    result = run_cli("prepare", class_dirs, "-o", out, "--overwrite")
+    assert result.exit_code == 0 and not (out / "keep.txt").exists()
+    assert (out / "metadata.json").exists()
+
+
+def test_nothing_readable_writes_nothing(tmp_path):
+    (tmp_path / "a.fits").write_bytes(b"")
+    (tmp_path / "b.fits").write_text("nope")
+    out = tmp_path / "out"
+    result = run_cli("prepare", tmp_path / "a.fits", tmp_path / "b.fits", "-o", out)
+    assert result.exit_code == 1 and "could be read" in result.output
+    assert not out.exists() and "Traceback" not in result.output
+
+
+def test_band_pattern_wcs_and_float16(tmp_path):
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [10.0, -5.0]
+    wcs.wcs.crpix = [16.5, 16.5]
+    wcs.wcs.cdelt = [-1e-4, 1e-4]
+    for obj in range(3):
+        for band, value in (("g", 1.0), ("r", 2.0)):
+            write_fits(tmp_path / "in" / f"obj{obj}_{band}.fits", noise_image(seed=obj) * value,
+                       header=wcs.to_header())
+    out = str(tmp_path / "out")
+    result = run_cli("prepare", tmp_path / "in", "-o", out, "--band-pattern", "{id}_{band}.fits",
+                     "--bands", "r,g", "--dtype", "float16", "--no-labels")
+    assert result.exit_code == 0, result.output
+    meta = _metadata(out)
+    assert meta["bands"] == ["r", "g"] and meta["n_bands"] == 2 and meta["dtype"] == "float16"
+    rows = _manifest(out)
+    assert rows[0]["id"] == "obj0" and rows[0]["file"].count(";") == 1
+    assert rows[0]["file"].split(";")[0].endswith("obj0_r.fits")
+    assert float(rows[0]["ra"]) == pytest.approx(10.0, abs=1e-6)
+    assert float(rows[0]["dec"]) == pytest.approx(-5.0, abs=1e-6)
+    assert np.load(os.path.join(out, rows[0]["shard"])).dtype == np.float16
+
+
+def test_cli_usage_errors_exit_2(class_dirs, tmp_path):
+    assert run_cli("prepare", class_dirs, "-o", tmp_path / "o", "--size", "big").exit_code == 2
+    result = run_cli("prepare", class_dirs, "-o", tmp_path / "o", "--copies", "2")
+    assert result.exit_code == 2 and "--augment" in result.output
+    assert run_cli("prepare", "-o", tmp_path / "o").exit_code == 2
+
+
+def test_plain_progress_lines_when_not_a_terminal(class_dirs, tmp_path):
+    result = run_cli("prepare", class_dirs, "-o", tmp_path / "o")
+    assert "prepare: 8/8 cutouts" in result.stderr
+
+
+def test_classes_without_labels_is_an_error(tmp_path):
+    write_fits(tmp_path / "a.fits", noise_image())
+    with pytest.raises(PrepareError, match="--classes needs labels"):
+        prepare([str(tmp_path / "a.fits")], str(tmp_path / "o"), classes=["x"], workers=1)
+
+
+def test_sample_data_prepares(tmp_path):
+    root = os.path.join(os.path.dirname(__file__), "..", "sample_data")
+    result = run_cli("prepare", os.path.join(root, "simulated"), "-o", tmp_path / "sim",
+                     "--augment", "rot90", "--copies", "1")
+    assert result.exit_code == 0, result.output
+    assert _metadata(tmp_path / "sim")["classes"] == ["edge_on", "elliptical", "spiral_acw",
+                                                     "spiral_cw"]
+    result = run_cli("prepare", os.path.join(root, "mirabest"), "-o", tmp_path / "mb")
+    assert result.exit_code == 0 and _metadata(tmp_path / "mb")["size"] == [150, 150]
