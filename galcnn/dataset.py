@@ -143,6 +143,26 @@ class PreparedDataset:
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         return self.image(index), self.rows[index]["label_index"]
 
+    def batch(self, indices) -> tuple[np.ndarray, np.ndarray]:
+        """Images ``(n, bands, y, x)`` float32 and label indices of many samples at once.
+
+        One sorted fancy-index read per shard instead of one read per sample: what makes a
+        memory-mapped set as fast to train from as one held in RAM.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        first = self.rows[int(indices[0])] if len(indices) else None
+        shape = self._shard(first["shard"]).shape[1:] if first else (0,)
+        images = np.empty((len(indices), *shape), dtype=np.float32)
+        by_shard: dict[str, list[int]] = {}
+        for position, index in enumerate(indices):
+            by_shard.setdefault(self.rows[int(index)]["shard"], []).append(position)
+        for shard, positions in by_shard.items():
+            rows = np.array([self.rows[int(indices[p])]["row"] for p in positions])
+            order = np.argsort(rows)
+            images[np.asarray(positions)[order]] = self._shard(shard)[rows[order]]
+        labels = np.array([self.rows[int(i)]["label_index"] for i in indices], dtype=np.int64)
+        return images, labels
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_shards"] = {}

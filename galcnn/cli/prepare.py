@@ -14,69 +14,114 @@ from galcnn.cli.main import EXIT_SOME_FAILED
 from galcnn.cli.options import parse_list, parse_percentiles, parse_size, parse_where
 
 
+def add_options(options: list):
+    """Apply a list of click options to a command (the first listed appears first in --help)."""
+    def decorate(function):
+        for option in reversed(options):
+            function = option(function)
+        return function
+    return decorate
+
+
+#: Options that say where labels come from and how files are grouped into objects: shared by
+#: ``prepare``, ``train`` and ``evaluate`` (when given raw cutouts).
+LABEL_OPTIONS = [
+    click.option("--labels", type=click.Path(dir_okay=False),
+                 help="Label table (CSV, FITS, ECSV). Default: labels.csv inside the input "
+                      "directory, else class-named subdirectories, else no labels."),
+    click.option("--id-column", help="Table column matching files (default: file, filename, "
+                                     "path, id, objid, name or object)."),
+    click.option("--label-column", help="Table column with the class (default: label, class, "
+                                        "morphology or type)."),
+    click.option("--where", "where", multiple=True, callback=parse_where, metavar="COL=VALUE",
+                 help="Keep only table rows where COL equals VALUE (repeatable), e.g. "
+                      "confident=1."),
+    click.option("--classes", callback=parse_list, metavar="A,B,...",
+                 help="Keep only these classes, in this order (others are dropped and "
+                      "counted)."),
+    click.option("--band-pattern", metavar="PATTERN",
+                 help="One file per band: file-name pattern with {id} and {band}, "
+                      "e.g. '{id}_{band}.fits'."),
+    click.option("--bands", callback=parse_list, metavar="B1,B2,...",
+                 help="Band order for --band-pattern (default: sorted band names)."),
+]
+
+#: Options that say how cutouts are read, stretched and split: shared by ``prepare`` and by
+#: ``train`` when it is given raw cutouts.
+DATA_OPTIONS = LABEL_OPTIONS + [
+    click.option("--hdu", default=None, metavar="N|EXTNAME",
+                 help="Image HDU by number or EXTNAME (default: first HDU with 2-D/3-D data)."),
+    click.option("--size", callback=parse_size, metavar="N|NYxNX",
+                 help="Output size in pixels (default: the native size when all inputs "
+                      "agree)."),
+    click.option("--fit", type=click.Choice(FIT_MODES), default="crop", show_default=True,
+                 help="crop: centre crop/pad, pixel scale kept; resize: resample, field kept."),
+    click.option("--stretch", type=click.Choice(STRETCH_NAMES), default="asinh",
+                 show_default=True, help="Per-image intensity stretch."),
+    click.option("--stretch-scope", type=click.Choice(STRETCH_SCOPES), default="image",
+                 show_default=True,
+                 help="image: statistics shared across bands (keeps colour); band: per band."),
+    click.option("--softening", type=float, default=1.0, show_default=True,
+                 help="asinh softening in units of the background noise."),
+    click.option("--percentiles", callback=parse_percentiles, metavar="LOW,HIGH",
+                 help="Clip percentiles for percentile and log stretches [default: 0.5,99.5]."),
+    click.option("--zscale-contrast", type=float, default=0.25, show_default=True),
+    click.option("--log-a", type=float, default=1000.0, show_default=True,
+                 help="log stretch: y = log(a x + 1) / log(a + 1)."),
+    click.option("--fill", type=click.Choice(FILL_METHODS), default="median", show_default=True,
+                 help="Value for NaN/inf/BLANK pixels (after the stretch)."),
+    click.option("--max-bad-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.5,
+                 show_default=True, help="Reject an image with more bad pixels than this."),
+    click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.15,
+                 show_default=True, help="Stratified validation fraction."),
+    click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+                 show_default=True, help="Stratified test fraction."),
+    click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+                 help="Stored pixel type (float16 halves the disk)."),
+]
+
+_LABEL_KEYS = ("labels", "id_column", "label_column", "where", "classes", "band_pattern", "bands")
+
+
+def prepare_arguments(params: dict, augment: str = "none", copies: int = 0, seed: int = 0):
+    """(PrepareOptions, keyword arguments of :func:`galcnn.prepare.prepare`) from CLI values."""
+    from galcnn.fitsio import parse_hdu
+    from galcnn.normalise import Stretch
+    from galcnn.prepare import PrepareOptions
+
+    low, high = params["percentiles"] or (0.5, 99.5)
+    try:
+        options = PrepareOptions(
+            size=params["size"], fit=params["fit"], hdu=parse_hdu(params["hdu"]),
+            fill=params["fill"], augment=augment, copies=copies,
+            stretch=Stretch(name=params["stretch"], scope=params["stretch_scope"],
+                            softening=params["softening"], lower=low, upper=high,
+                            contrast=params["zscale_contrast"], log_a=params["log_a"]),
+            val_fraction=params["val_fraction"], test_fraction=params["test_fraction"],
+            seed=seed, max_bad_fraction=params["max_bad_fraction"], dtype=params["dtype"])
+    except ValueError as exc:
+        raise click.UsageError(str(exc))
+    return options, {key: params[key] for key in _LABEL_KEYS}
+
+
 @click.command("prepare")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output directory for the prepared dataset (created).")
-@click.option("--labels", type=click.Path(dir_okay=False),
-              help="Label table (CSV, FITS, ECSV). Default: labels.csv inside the input "
-                   "directory, else class-named subdirectories, else no labels.")
-@click.option("--id-column", help="Table column matching files (default: file, filename, path, "
-                                  "id, objid, name or object).")
-@click.option("--label-column", help="Table column with the class (default: label, class, "
-                                     "morphology or type).")
-@click.option("--where", "where", multiple=True, callback=parse_where, metavar="COL=VALUE",
-              help="Keep only table rows where COL equals VALUE (repeatable), e.g. confident=1.")
-@click.option("--classes", callback=parse_list, metavar="A,B,...",
-              help="Keep only these classes, in this order (others are dropped and counted).")
+@add_options(DATA_OPTIONS)
 @click.option("--no-labels", is_flag=True, help="Ignore any labels (a set for prediction).")
-@click.option("--band-pattern", metavar="PATTERN",
-              help="One file per band: file-name pattern with {id} and {band}, "
-                   "e.g. '{id}_{band}.fits'.")
-@click.option("--bands", callback=parse_list, metavar="B1,B2,...",
-              help="Band order for --band-pattern (default: sorted band names).")
-@click.option("--hdu", default=None, metavar="N|EXTNAME",
-              help="Image HDU by number or EXTNAME (default: first HDU with 2-D/3-D data).")
-@click.option("--size", callback=parse_size, metavar="N|NYxNX",
-              help="Output size in pixels (default: the native size when all inputs agree).")
-@click.option("--fit", type=click.Choice(FIT_MODES), default="crop", show_default=True,
-              help="crop: centre crop/pad, pixel scale kept; resize: resample, field kept.")
-@click.option("--stretch", type=click.Choice(STRETCH_NAMES), default="asinh", show_default=True,
-              help="Per-image intensity stretch.")
-@click.option("--stretch-scope", type=click.Choice(STRETCH_SCOPES), default="image",
-              show_default=True,
-              help="image: statistics shared across bands (keeps colour); band: per band.")
-@click.option("--softening", type=float, default=1.0, show_default=True,
-              help="asinh softening in units of the background noise.")
-@click.option("--percentiles", callback=parse_percentiles, metavar="LOW,HIGH",
-              help="Clip percentiles for percentile and log stretches [default: 0.5,99.5].")
-@click.option("--zscale-contrast", type=float, default=0.25, show_default=True)
-@click.option("--log-a", type=float, default=1000.0, show_default=True,
-              help="log stretch: y = log(a x + 1) / log(a + 1).")
-@click.option("--fill", type=click.Choice(FILL_METHODS), default="median", show_default=True,
-              help="Value for NaN/inf/BLANK pixels (after the stretch).")
-@click.option("--max-bad-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.5,
-              show_default=True, help="Reject an image with more bad pixels than this.")
 @click.option("--augment", type=click.Choice(GROUPS), default="none", show_default=True,
               help="Symmetry group for augmented copies: rot90 keeps winding sense, dihedral "
                    "adds flips (swaps spiral_cw/acw), rotate uses any angle.")
 @click.option("--copies", type=click.IntRange(0), default=0, show_default=True,
               help="Transformed copies per training cutout (validation/test never augmented).")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.15,
-              show_default=True, help="Stratified validation fraction.")
-@click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0,
-              show_default=True, help="Stratified test fraction.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for the split and augmentation.")
-@click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
-              help="Stored pixel type (float16 halves the disk).")
 @click.option("-j", "--workers", type=click.IntRange(1), default=None,
               help="Parallel reading processes [default: usable CPUs].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
-def prepare_command(inputs, out_dir, labels, id_column, label_column, where, classes, no_labels,
-                    band_pattern, bands, hdu, size, fit, stretch, stretch_scope, softening,
-                    percentiles, zscale_contrast, log_a, fill, max_bad_fraction, augment, copies,
-                    val_fraction, test_fraction, seed, dtype, workers, overwrite):
+def prepare_command(inputs, out_dir, no_labels, augment, copies, seed, workers, overwrite,
+                    **params):
     """Prepare FITS cutouts in INPUTS (files, directories, globs, @list files) for training.
 
     \b
@@ -85,40 +130,27 @@ def prepare_command(inputs, out_dir, labels, id_column, label_column, where, cla
       galcnn prepare gz1/ -o prepared/gz1 --size 64
       galcnn prepare mirabest/ -o prepared/mb --where confident=1 --classes FRI,FRII
     """
-    from galcnn.fitsio import parse_hdu
-    from galcnn.normalise import Stretch
-    from galcnn.prepare import PrepareError, PrepareOptions, prepare
+    from galcnn.prepare import PrepareError, prepare
     from galcnn.progress import progress_reporter
 
-    low, high = percentiles or (0.5, 99.5)
-    try:
-        options = PrepareOptions(
-            size=size, fit=fit, hdu=parse_hdu(hdu), fill=fill, augment=augment, copies=copies,
-            stretch=Stretch(name=stretch, scope=stretch_scope, softening=softening, lower=low,
-                            upper=high, contrast=zscale_contrast, log_a=log_a),
-            val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
-            max_bad_fraction=max_bad_fraction, dtype=dtype)
-    except ValueError as exc:
-        raise click.UsageError(str(exc))
+    options, label_kwargs = prepare_arguments(params, augment, copies, seed)
     command = "galcnn " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     with ExitStack() as stack:
         def reporter(total: int):
             return stack.enter_context(progress_reporter(total, "prepare", unit="cutouts"))
 
         try:
-            result = prepare(list(inputs), out_dir, labels=labels, id_column=id_column,
-                             label_column=label_column, where=where, classes=classes,
-                             no_labels=no_labels, band_pattern=band_pattern, bands=bands,
-                             options=options, workers=workers, overwrite=overwrite,
-                             progress=reporter, command=command)
+            result = prepare(list(inputs), out_dir, no_labels=no_labels, options=options,
+                             workers=workers, overwrite=overwrite, progress=reporter,
+                             command=command, **label_kwargs)
         except PrepareError as exc:
             raise click.ClickException(str(exc))
-    _report(result)
+    report_prepared(result)
     if result.failures:
         sys.exit(EXIT_SOME_FAILED)
 
 
-def _report(result) -> None:
+def report_prepared(result) -> None:
     from rich.console import Console
     from rich.table import Table
 

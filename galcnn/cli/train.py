@@ -1,0 +1,233 @@
+"""``galcnn train`` and ``galcnn evaluate``: option parsing and reporting around
+:func:`galcnn.train.train` and :func:`galcnn.evaluate.evaluate`."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from contextlib import ExitStack
+
+import click
+
+from galcnn.cli.prepare import DATA_OPTIONS, LABEL_OPTIONS, add_options, prepare_arguments
+
+ARCHITECTURES = ("resnet", "cnn")
+SYMMETRIES = ("auto", "none", "rot90", "dihedral", "rotate")
+
+
+def _parse_pairs(ctx, param, value: str | None):
+    if value is None:
+        return None
+    if value.strip().lower() == "none":
+        return []
+    pairs = []
+    for item in value.split(","):
+        a, sep, b = item.partition(":")
+        if not sep or not a.strip() or not b.strip():
+            raise click.BadParameter(f"{item!r}: write A:B, e.g. spiral_cw:spiral_acw")
+        pairs.append((a.strip(), b.strip()))
+    return pairs
+
+
+@click.command("train")
+@click.option("--data", required=True, type=click.Path(exists=True),
+              help="A prepared dataset (galcnn prepare) or a directory of raw cutouts, then "
+                   "prepared into RUN/prepared with the data options below.")
+@click.option("-o", "--out", "run_dir", required=True, type=click.Path(file_okay=False),
+              help="Run directory: checkpoints, metrics, plots, configuration.")
+@click.option("--arch", type=click.Choice(ARCHITECTURES), default="resnet", show_default=True,
+              help="resnet: residual network; cnn: compact conv/pool/dropout/dense network.")
+@click.option("--width", type=click.IntRange(4), default=32, show_default=True,
+              help="Channels of the first stage (doubling per stage).")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.3,
+              show_default=True)
+@click.option("--symmetry", type=click.Choice(SYMMETRIES), default="auto", show_default=True,
+              help="Group for on-the-fly augmentation and prediction pooling. auto: dihedral "
+                   "when classes come in mirror pairs (spiral_cw/spiral_acw, swapped under "
+                   "reflection), else rot90. rot90 and rotate never flip.")
+@click.option("--mirror-pairs", callback=_parse_pairs, metavar="A:B,...|none",
+              help="Classes a reflection exchanges (default: found by name, e.g. "
+                   "spiral_cw:spiral_acw).")
+@click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True,
+              help="Global batch size (split over processes under torchrun).")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True,
+              help="Peak AdamW learning rate.")
+@click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True)
+@click.option("--schedule", type=click.Choice(("cosine", "onecycle")), default="cosine",
+              show_default=True, help="Learning-rate schedule after linear warm-up.")
+@click.option("--warmup-epochs", type=click.FloatRange(0), default=2.0, show_default=True)
+@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.05,
+              show_default=True)
+@click.option("--class-weights", type=click.Choice(("auto", "none")), default="auto",
+              show_default=True, help="auto: loss weights proportional to 1/sqrt(class "
+                                      "frequency), so rare classes are not ignored.")
+@click.option("--balanced-sampling", is_flag=True,
+              help="Draw training batches with equal probability per class.")
+@click.option("--monitor", type=click.Choice(("macro_f1", "loss")), default="macro_f1",
+              show_default=True, help="Validation figure for the best checkpoint and early "
+                                      "stopping.")
+@click.option("--patience", type=click.IntRange(1), default=10, show_default=True,
+              help="Stop after this many epochs without improvement.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for the split, initialisation, order and augmentation.")
+@click.option("--device", type=click.Choice(("auto", "cpu", "cuda", "mps")), default="auto",
+              show_default=True, help="auto: CUDA when present (bf16 mixed precision), else "
+                                      "CPU.")
+@click.option("--no-amp", is_flag=True, help="Full float32 on GPUs.")
+@click.option("-j", "--workers", type=click.IntRange(0), default=None,
+              help="DataLoader processes [default: 0 on CPU, a share of the CPUs per GPU].")
+@click.option("--init-from", type=click.Path(exists=True),
+              help="Fine-tune from this checkpoint or run directory (new head when the classes "
+                   "differ).")
+@click.option("--freeze", type=click.IntRange(0), default=0, show_default=True,
+              help="With --init-from: freeze this many leading feature blocks.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
+@click.option("--overwrite", is_flag=True, help="Start again in a run directory that holds "
+                                                "a run.")
+@add_options(DATA_OPTIONS)
+def train_command(data, run_dir, arch, width, dropout, symmetry, mirror_pairs, epochs,
+                  batch_size, lr, weight_decay, schedule, warmup_epochs, label_smoothing,
+                  class_weights, balanced_sampling, monitor, patience, seed, device, no_amp,
+                  workers, init_from, freeze, resume, overwrite, **data_params):
+    """Train a morphology classifier on a prepared dataset or a directory of cutouts.
+
+    \b
+    Examples:
+      galcnn train --data prepared/sim --out runs/sim --epochs 5
+      galcnn train --data cutouts/ --out run/
+      torchrun --nproc_per_node 4 -m galcnn train --data prepared/gz1 --out runs/gz1
+    """
+    from galcnn.checkpoint import CheckpointError
+    from galcnn.train import TrainError, TrainOptions, train
+
+    options = TrainOptions(
+        arch=arch, width=width, dropout=dropout, symmetry=symmetry, mirror_pairs=mirror_pairs,
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+        schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
+        class_weights=class_weights, balanced_sampling=balanced_sampling, monitor=monitor,
+        patience=patience, seed=seed, device=device, workers=workers, amp=not no_amp,
+        init_from=init_from, freeze=freeze)
+    prepare_options, label_kwargs = prepare_arguments(data_params, seed=seed)
+    command = "galcnn " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    with ExitStack() as stack:
+        progress = _epoch_bars(stack, epochs) if sys.stderr.isatty() else None
+        try:
+            result = train(data, run_dir, options,
+                           prepare_kwargs={"options": prepare_options, **label_kwargs},
+                           resume=resume, overwrite=overwrite, progress=progress,
+                           command=command)
+        except (TrainError, CheckpointError) as exc:
+            raise click.ClickException(str(exc))
+    if result is not None:
+        _report_training(result)
+
+
+def _epoch_bars(stack: ExitStack, epochs: int):
+    """A rich bar per epoch (images, images/s), kept on screen as a log of the run."""
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
+                               TextColumn, TimeElapsedColumn)
+
+    bars = stack.enter_context(Progress(
+        TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
+        MofNCompleteColumn(), TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(), console=Console(stderr=True)))
+
+    def start(epoch: int, n_batches: int):
+        task = bars.add_task("train", total=None, epoch=epoch + 1, epochs=epochs, rate="")
+
+        def advance(n: int) -> None:
+            bars.advance(task, n)
+            speed = bars.tasks[task].speed
+            bars.update(task, rate=f"{speed:,.0f} images/s" if speed else "")
+
+        return advance
+
+    return start
+
+
+def _metrics_table(metrics: dict, title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, values in metrics["per_class"].items():
+        table.add_row(name, f"{values['precision']:.3f}", f"{values['recall']:.3f}",
+                      f"{values['f1']:.3f}", str(values["support"]))
+    return table
+
+
+def _report_training(result) -> None:
+    from rich.console import Console
+
+    metrics = result.metrics
+    out = Console(highlight=False)
+    stop = " (early stop)" if result.stopped_early else ""
+    out.print(f"Trained {result.epochs_run} epoch(s){stop} in {result.elapsed_s / 60:.1f} min; "
+              f"best epoch {result.best_epoch}, saved to [bold]{result.run_dir}/best.pt[/]")
+    out.print(_metrics_table(metrics, "Validation split, best epoch"))
+    out.print(f"accuracy {metrics['accuracy']:.3f}   macro-F1 {metrics['macro_f1']:.3f}   "
+              f"ECE {metrics['ece_before']:.3f} -> {metrics['ece_after']:.3f} after temperature "
+              f"{metrics['temperature']:.2f}")
+    if "test" in metrics:
+        test = metrics["test"]
+        out.print(f"test split: accuracy {test['accuracy']:.3f}   macro-F1 "
+                  f"{test['macro_f1']:.3f}   ECE {test['ece']:.3f}")
+
+
+@click.command("evaluate")
+@click.argument("model", type=click.Path(exists=True))
+@click.argument("data", type=click.Path(exists=True))
+@click.option("--split", type=click.Choice(("all", "train", "val", "test")), default="all",
+              show_default=True, help="Split of a prepared dataset (augmented copies are always "
+                                      "left out).")
+@click.option("--tta/--no-tta", default=True, show_default=True,
+              help="Pool over the model's symmetry group.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False),
+              help="Also write the metrics to this JSON file.")
+@click.option("--device", type=click.Choice(("auto", "cpu", "cuda", "mps")), default="auto",
+              show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@click.option("-j", "--workers", type=click.IntRange(1), default=None,
+              help="Reading processes when DATA holds raw cutouts.")
+@add_options(LABEL_OPTIONS)
+def evaluate_command(model, data, split, tta, json_path, device, batch_size, workers,
+                     **label_params):
+    """Metrics of MODEL (checkpoint or run directory) on labelled DATA (prepared or raw).
+
+    \b
+    Examples:
+      galcnn evaluate runs/sim prepared/sim --split val
+      galcnn evaluate runs/gz1/best.pt more_gz1_cutouts/ --json gz1-metrics.json
+    """
+    from rich.console import Console
+
+    from galcnn.checkpoint import CheckpointError
+    from galcnn.evaluate import EvaluateError, evaluate
+
+    try:
+        metrics = evaluate(model, data, split=split, device=device, tta=tta,
+                           batch_size=batch_size, workers=workers, prepare_kwargs=label_params)
+    except (CheckpointError, EvaluateError, ValueError) as exc:
+        raise click.ClickException(str(exc))
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    for failure in metrics["failures"]:
+        err.print(f"galcnn evaluate: {failure['file']}: {failure['problem']}", markup=False)
+    out.print(_metrics_table(metrics, f"{data} ({metrics['n']} samples, split {split})"))
+    out.print(f"accuracy {metrics['accuracy']:.3f}   macro-F1 {metrics['macro_f1']:.3f}   "
+              f"balanced accuracy {metrics['balanced_accuracy']:.3f}   ECE {metrics['ece']:.3f}")
+    if metrics["n_unknown_class"]:
+        out.print(f"Left out: {metrics['n_unknown_class']} sample(s) of classes the model does "
+                  "not know")
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as handle:
+            json.dump(metrics, handle, indent=2)
+    if metrics["failures"]:
+        from galcnn.cli.main import EXIT_SOME_FAILED
+
+        sys.exit(EXIT_SOME_FAILED)

@@ -1,0 +1,172 @@
+"""Networks: a compact CNN in the spirit of the classic galaxy classifiers, a small ResNet, and
+pooling over a symmetry group so that a prediction does not depend on the cutout's orientation.
+
+Every network is built from a plain dict (:func:`build_model`), which the checkpoint stores,
+so a model is rebuilt without executing pickled code. Networks return logits; softmax (with the
+calibrated temperature) is applied by whoever turns them into beliefs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from galcnn.symmetry import apply_element, pool_elements
+
+ARCHITECTURES = ("cnn", "resnet")
+
+
+def _stem_stride(size: Sequence[int]) -> int:
+    """Large inputs (e.g. 150 px radio cutouts) are reduced early so compute stays small."""
+    smallest = min(size)
+    stride = 1
+    while smallest / stride > 40:
+        stride *= 2
+    return stride
+
+
+def _n_stages(size: Sequence[int], stride: int) -> int:
+    """Enough halvings to bring the feature map to about 4-8 pixels, at least 2, at most 5."""
+    side = min(size) / stride
+    return int(min(5, max(2, math.floor(math.log2(max(side, 4) / 4)))))
+
+
+def _conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+def _stem(n_bands: int, width: int, size: Sequence[int]) -> nn.Sequential:
+    """A thin convolution at full resolution, then strided ones down to about 40 px.
+
+    The full-resolution layer sees every pixel (thin spiral arms, compact radio cores) before
+    the map is reduced; keeping it thin keeps it cheap.
+    """
+    stride = _stem_stride(size)
+    if stride == 1:
+        return _conv_bn_relu(n_bands, width)
+    layers, channels = [_conv_bn_relu(n_bands, max(8, width // 2))], max(8, width // 2)
+    while stride > 1:
+        layers.append(_conv_bn_relu(channels, width, 2))
+        channels, stride = width, stride // 2
+    return nn.Sequential(*layers)
+
+
+class CompactCNN(nn.Module):
+    """Convolution, ReLU and max-pooling stages, then dropout and dense layers.
+
+    The classic recipe of the galaxy-morphology CNNs (Dieleman et al. 2015 and successors),
+    with batch normalisation and a global average pool so any input size works; one
+    convolution per stage keeps it cheap enough for a laptop CPU.
+    """
+
+    def __init__(self, n_bands: int, n_classes: int, size: Sequence[int], width: int = 32,
+                 dropout: float = 0.3):
+        super().__init__()
+        stride = _stem_stride(size)
+        layers: list[nn.Module] = [_stem(n_bands, width, size)]
+        channels = width
+        for stage in range(_n_stages(size, stride)):
+            out = width * 2 ** min(stage, 3)
+            layers += [_conv_bn_relu(channels, out), nn.MaxPool2d(2)]
+            channels = out
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, 128),
+                                  nn.ReLU(inplace=True), nn.Dropout(dropout),
+                                  nn.Linear(128, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a skip connection (He et al. 2016)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out))
+        self.skip = nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(
+            nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.body(x) + self.skip(x))
+
+
+class ResNet(nn.Module):
+    """A small residual network: one block per stage, widths doubling as the map halves."""
+
+    def __init__(self, n_bands: int, n_classes: int, size: Sequence[int], width: int = 32,
+                 dropout: float = 0.3):
+        super().__init__()
+        stride = _stem_stride(size)
+        layers: list[nn.Module] = [_stem(n_bands, width, size)]
+        channels = width
+        for stage in range(_n_stages(size, stride)):
+            out = width * 2 ** min(stage, 3)
+            layers += [BasicBlock(channels, out, 2), BasicBlock(out, out, 1)]
+            channels = out
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)))
+
+
+class SymmetryPooled(nn.Module):
+    """Average a network's logits over the transformed copies of its input (Dieleman et al.
+    2015), so the prediction is invariant to the group.
+
+    ``mirror_swap`` is a permutation of the classes that a reflection exchanges (``spiral_cw``
+    and ``spiral_acw``): the logits of a reflected copy are permuted back before averaging, which
+    makes the model *equivariant* in the right way instead of blind to winding sense.
+    """
+
+    def __init__(self, net: nn.Module, elements: list[tuple[int, bool]],
+                 mirror_swap: list[int] | None = None):
+        super().__init__()
+        self.net = net
+        self.elements = [(int(k), bool(f)) for k, f in elements]
+        self.register_buffer("mirror_swap", torch.tensor(mirror_swap or [], dtype=torch.long),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor, pooled: bool = True) -> torch.Tensor:
+        if not pooled or len(self.elements) == 1:
+            return self.net(x)
+        return pool_elements(self.net, x, self.elements, self.mirror_swap)
+
+    def per_element(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of every group element, ``(elements, batch, classes)``, for TTA spreads."""
+        outputs = []
+        for k, flip in self.elements:
+            logits = self.net(apply_element(x, k, flip))
+            if flip and self.mirror_swap.numel():
+                logits = logits[:, self.mirror_swap]
+            outputs.append(logits)
+        return torch.stack(outputs)
+
+
+def build_model(spec: dict) -> SymmetryPooled:
+    """Rebuild a model from the plain dict a checkpoint stores (``arch``, ``n_bands``, ...)."""
+    arch = spec["arch"]
+    kwargs = dict(n_bands=spec["n_bands"], n_classes=spec["n_classes"], size=spec["size"],
+                  width=spec.get("width", 32), dropout=spec.get("dropout", 0.3))
+    if arch == "cnn":
+        net: nn.Module = CompactCNN(**kwargs)
+    elif arch == "resnet":
+        net = ResNet(**kwargs)
+    else:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return SymmetryPooled(net, spec.get("pool_elements", [[0, False]]), spec.get("mirror_swap"))
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,61 @@
+"""PNG plots for a run directory: learning curves and the confusion matrix (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str) -> None:
+    tmp = f"{path}.tmp.png"
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+
+
+def plot_learning_curves(history: list[dict], path: str) -> None:
+    """Loss and accuracy/macro-F1 per epoch, training beside validation."""
+    plt = _pyplot()
+    epochs = [row["epoch"] for row in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, [r["train_loss"] for r in history], label="train")
+    left.plot(epochs, [r["val_loss"] for r in history], label="validation")
+    left.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
+    right.plot(epochs, [r["train_accuracy"] for r in history], label="train accuracy")
+    right.plot(epochs, [r["val_accuracy"] for r in history], label="validation accuracy")
+    right.plot(epochs, [r["val_macro_f1"] for r in history], label="validation macro-F1")
+    right.set(xlabel="epoch", ylim=(0, 1), title="Accuracy and macro-F1")
+    for axis in (left, right):
+        axis.legend()
+        axis.grid(alpha=0.3)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_confusion(cm: np.ndarray, classes: list[str], path: str) -> None:
+    """Row-normalised confusion matrix (recall on the diagonal) with the counts written in."""
+    plt = _pyplot()
+    totals = cm.sum(1, keepdims=True)
+    fraction = np.divide(cm, totals, out=np.zeros(cm.shape), where=totals > 0)
+    size = 1.2 + 0.8 * len(classes)
+    fig, axis = plt.subplots(figsize=(size + 1.5, size))
+    image = axis.imshow(fraction, cmap="Blues", vmin=0, vmax=1)
+    axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    axis.set_yticks(range(len(classes)), classes)
+    axis.set(xlabel="predicted", ylabel="true", title="Confusion matrix (row fraction, count)")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            axis.text(j, i, f"{fraction[i, j]:.2f}\n{cm[i, j]}", ha="center", va="center",
+                      fontsize=8, color="white" if fraction[i, j] > 0.5 else "black")
+    fig.colorbar(image, ax=axis, fraction=0.046)
+    _save(fig, path)
+    plt.close(fig)

@@ -1,0 +1,110 @@
+"""Symmetry groups on batches of tensors: on-the-fly augmentation and group pooling.
+
+Elements are ``(k, flip)`` pairs with the meaning of :class:`galcnn.augment.D4`: first mirror
+left-right, then rotate ``k`` quarter turns. A reflection turns a clockwise spiral into an
+anticlockwise one, so reflections either stay out of the group (``rot90``) or come with a
+permutation of the classes that swaps mirror-image pairs (``mirror_swap``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+import torch.nn.functional as F
+
+from galcnn.augment import group_elements
+
+Element = tuple[int, bool]
+
+#: Class-name pairs that are mirror images of each other, found without the user naming them.
+_MIRROR_PATTERNS = [(r"(.*)(?<![a-z])cw$", r"\1acw"), (r"(.*)clockwise$", r"\1anticlockwise"),
+                    (r"(.*)(?<![a-z])z$", r"\1s"), (r"(.*)left$", r"\1right")]
+
+
+def elements_of(group: str, size: tuple[int, int] | list[int] | None = None) -> list[Element]:
+    """The ``(k, flip)`` elements of a group (``rotate`` pools over its four right angles).
+
+    A quarter turn changes the shape of a non-square image, so for one only the half turns
+    (and reflections) are kept.
+    """
+    elements = [(g.k, g.flip) for g in group_elements(group)]
+    if size is not None and size[0] != size[1]:
+        elements = [(k, f) for k, f in elements if k % 2 == 0]
+    return elements
+
+
+def find_mirror_pairs(classes: list[str]) -> list[tuple[str, str]]:
+    """Pairs of classes that a reflection exchanges, by name: ``spiral_cw``/``spiral_acw``,
+    ``..._clockwise``/``..._anticlockwise``, ``z``/``s``, ``left``/``right``."""
+    lower = {c.lower(): c for c in classes}
+    pairs = []
+    for name in classes:
+        for pattern, partner in _MIRROR_PATTERNS:
+            match = re.fullmatch(pattern, name.lower())
+            if match:
+                other = match.expand(partner)
+                if other in lower and other != name.lower():
+                    pairs.append((name, lower[other]))
+    return pairs
+
+
+def mirror_permutation(classes: list[str], pairs: list[tuple[str, str]]) -> list[int]:
+    """Index permutation that swaps each pair (identity elsewhere)."""
+    index = {c: i for i, c in enumerate(classes)}
+    perm = list(range(len(classes)))
+    for a, b in pairs:
+        perm[index[a]], perm[index[b]] = index[b], index[a]
+    return perm
+
+
+def apply_element(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Apply one group element to the last two axes ``(y, x)`` (same as ``D4(k, flip)``)."""
+    if flip:
+        x = torch.flip(x, dims=(-1,))
+    return torch.rot90(x, k, dims=(-2, -1)) if k % 4 else x
+
+
+def pool_elements(net: torch.nn.Module, x: torch.Tensor, elements: list[Element],
+                  mirror_swap: torch.Tensor) -> torch.Tensor:
+    """Mean of the logits over all transformed copies, evaluated as one batch."""
+    copies = torch.cat([apply_element(x, k, f) for k, f in elements])
+    logits = net(copies).view(len(elements), x.shape[0], -1)
+    if mirror_swap.numel():
+        flipped = torch.tensor([f for _, f in elements], device=logits.device)
+        logits = torch.where(flipped[:, None, None], logits[:, :, mirror_swap], logits)
+    return logits.mean(0)
+
+
+def random_elements(x: torch.Tensor, labels: torch.Tensor, elements: list[Element],
+                    mirror_swap: list[int] | None, generator: torch.Generator
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transform each sample by a random group element; swap labels of reflected samples."""
+    if len(elements) == 1:
+        return x, labels
+    choice = torch.randint(len(elements), (x.shape[0],), generator=generator)
+    out = torch.empty_like(x)
+    labels = labels.clone()
+    swap = torch.tensor(mirror_swap, dtype=torch.long) if mirror_swap else None
+    for index, (k, flip) in enumerate(elements):
+        chosen = (choice == index).nonzero(as_tuple=True)[0].to(x.device)
+        if chosen.numel() == 0:
+            continue
+        out[chosen] = apply_element(x[chosen], k, flip)
+        if flip and swap is not None:
+            labels[chosen] = swap.to(labels.device)[labels[chosen]]
+    return out, labels
+
+
+def random_rotations(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Rotate each sample by a uniform random angle, zoomed in so no empty corners appear."""
+    n = x.shape[0]
+    angle = torch.rand(n, generator=generator) * 2 * math.pi
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    zoom = 1.0 / (cos.abs() + sin.abs())
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = cos * zoom, -sin * zoom
+    theta[:, 1, 0], theta[:, 1, 1] = sin * zoom, cos * zoom
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
