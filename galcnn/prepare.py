@@ -34,7 +34,7 @@ from galcnn.labels import (choose_classes, find_label_file, labels_from_director
 from galcnn.normalise import FILL_METHODS, Stretch, fill_bad
 
 __all__ = ["PrepareOptions", "PrepareResult", "PrepareError", "prepare", "prepare_image",
-           "default_workers"]
+           "default_workers", "stream_samples"]
 
 logger = logging.getLogger("galcnn")
 
@@ -91,6 +91,16 @@ class PrepareOptions:
         values["size"] = list(self.size) if self.size else None
         values["hdu"] = "auto" if self.hdu is None else self.hdu
         return values
+
+    @classmethod
+    def from_dict(cls, values: dict, **changes) -> "PrepareOptions":
+        """Inverse of :meth:`to_dict` (as stored in metadata and model cards), with changes."""
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        known["stretch"] = Stretch.from_dict(known.get("stretch") or {})
+        known["size"] = tuple(known["size"]) if known.get("size") else None
+        known["hdu"] = None if known.get("hdu") in (None, "auto") else known["hdu"]
+        known.update(changes)
+        return cls(**known)
 
 
 @dataclass
@@ -320,6 +330,30 @@ def _run_tasks(tasks: list[_Task], workers: int, options, size, n_bands, native,
             yield outcome
             if progress:
                 progress(1)
+
+
+def stream_samples(sources: list[Source], options: PrepareOptions, size: tuple[int, int],
+                   n_bands: int, workers: int, chunk: int = 256):
+    """Read and prepare ``sources`` in order with at most two chunks in flight.
+
+    What ``predict`` and ``segment`` read through: the same recipe as ``prepare`` (so a model
+    sees what it was trained on), memory bounded however many inputs there are, and one bad
+    file yields an outcome with ``problem`` set instead of stopping the stream. Outcomes carry
+    ``index`` (position in ``sources``), ``samples[0][0]`` (the image), ``hdu``, ``ra``, ``dec``.
+    """
+    tasks = [_Task(i, s, "unlabelled") for i, s in enumerate(sources)]
+    chunks = [tasks[i:i + chunk] for i in range(0, len(tasks), chunk)]
+    if workers <= 1 or len(tasks) < 2:
+        _init_worker(options, size, n_bands, False)
+        for task in tasks:
+            yield _process(task)
+        return
+    with _pool(workers, options, size, n_bands, False) as pool:
+        pending = pool.imap(_process, chunks[0], chunksize=4) if chunks else None
+        for following in chunks[1:] + [None]:
+            current = pending
+            pending = pool.imap(_process, following, chunksize=4) if following else None
+            yield from current
 
 
 def _write_lines(path: str, lines: list[str]) -> None:

@@ -1,0 +1,92 @@
+"""``galcnn predict``: option parsing and reporting around :func:`galcnn.predict.predict`."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import ExitStack
+
+import click
+
+from galcnn.cli.options import parse_list
+
+
+@click.command("predict")
+@click.argument("model", type=click.Path(exists=True))
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="Output table (written as OUT.partial, renamed when complete).")
+@click.option("--format", "fmt", type=click.Choice(("csv", "fits")), default="csv",
+              show_default=True, help="csv, or a FITS binary table with provenance keywords.")
+@click.option("--tta", is_flag=True, help="Average over the model's symmetry group (adds the "
+                                          "spread across copies).")
+@click.option("--mc-dropout", type=click.IntRange(0), default=0, show_default=True,
+              help="Monte-Carlo dropout samples (adds their spread).")
+@click.option("--shard", metavar="K/N",
+              help="Only the K-th of N disjoint parts of the inputs (default: from "
+                   "SLURM_ARRAY_TASK_ID/COUNT when set).")
+@click.option("--resume", is_flag=True, help="Continue OUT.partial from an interrupted run.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--device", type=click.Choice(("auto", "cpu", "cuda", "mps")), default="auto",
+              show_default=True)
+@click.option("--no-amp", is_flag=True, help="Full float32 on GPUs.")
+@click.option("-j", "--workers", type=click.IntRange(1), default=None,
+              help="Reading processes [default: usable CPUs, one left for the model on CPU].")
+@click.option("--hdu", default=None, metavar="N|EXTNAME",
+              help="Image HDU (default: the model's rule, first HDU with 2-D/3-D data).")
+@click.option("--band-pattern", metavar="PATTERN", help="One file per band (default: the "
+                                                        "model's pattern).")
+@click.option("--bands", callback=parse_list, metavar="B1,B2,...")
+def predict_command(model, inputs, out_path, fmt, tta, mc_dropout, shard, resume, overwrite,
+                    batch_size, device, no_amp, workers, hdu, band_pattern, bands):
+    """Class beliefs of MODEL for every object in INPUTS (files, directories, globs, @lists).
+
+    \b
+    Columns: id, file, hdu, ra, dec, predicted, p_<class>..., confidence, entropy, spread,
+    status ('ok' or 'error: ...'). Exit status 0: every input has a prediction; 3: some
+    inputs failed (their rows say why); 2: usage error; 1: nothing could be done.
+
+    \b
+    Examples:
+      galcnn predict runs/sim sample_data/simulated -o predictions.csv
+      galcnn predict runs/gz1 @survey_files.txt -o part.csv --shard 3/100 --resume
+    """
+    from rich.console import Console
+
+    from galcnn.checkpoint import CheckpointError
+    from galcnn.cli.main import EXIT_SOME_FAILED
+    from galcnn.fitsio import parse_hdu
+    from galcnn.predict import PredictError, PredictOptions, parse_shard, predict, shard_from_env
+    from galcnn.progress import progress_reporter
+
+    try:
+        chosen = parse_shard(shard) if shard else shard_from_env()
+    except (PredictError, ValueError) as exc:
+        raise click.UsageError(str(exc))
+    options = PredictOptions(batch_size=batch_size, tta=tta, mc_dropout=mc_dropout,
+                             device=device, workers=workers, amp=not no_amp, format=fmt)
+    with ExitStack() as stack:
+        def reporter(total: int):
+            return stack.enter_context(progress_reporter(total, "predict", unit="cutouts"))
+
+        try:
+            result = predict(model, list(inputs), out_path, options, shard=chosen,
+                             resume=resume, overwrite=overwrite, hdu=parse_hdu(hdu),
+                             band_pattern=band_pattern, bands=bands, progress=reporter)
+        except (PredictError, CheckpointError, ValueError) as exc:
+            raise click.ClickException(str(exc))
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    for path, problem in result.failures[:50]:
+        err.print(f"galcnn predict: {path}: {problem}", markup=False)
+    if len(result.failures) > 50:
+        err.print(f"galcnn predict: ... and {len(result.failures) - 50} more (status column)")
+    out = Console(highlight=False)
+    part = f" (shard {chosen[0]}/{chosen[1]})" if chosen else ""
+    resumed = (f", {result.n_skipped_resume} kept from the interrupted run"
+               if result.n_skipped_resume else "")
+    rate = result.n_ok / max(result.elapsed_s, 1e-9)
+    out.print(f"Wrote {result.n_rows} rows{part} to [bold]{result.out_path}[/]: "
+              f"{result.n_ok} predicted, {result.n_failed} failed{resumed} "
+              f"({result.elapsed_s:.1f} s, {rate:.0f} cutouts/s)")
+    if result.n_failed:
+        sys.exit(EXIT_SOME_FAILED)
