@@ -129,6 +129,15 @@ def _resume_rows(partial: str, columns: list[str]) -> set[str]:
     return {row["file"] for row in csv.DictReader(lines)}
 
 
+def _count_rows(path: str, fmt: str) -> int:
+    if fmt == "fits":
+        from astropy.io import fits
+
+        return int(fits.getheader(path, 1)["NAXIS2"])
+    with open(path, encoding="utf-8") as handle:
+        return max(0, sum(1 for _ in handle) - 1)
+
+
 def _beliefs(model, x: torch.Tensor, temperature: float, tta: bool, mc_dropout: int,
              device: torch.device, dtype) -> tuple[np.ndarray, np.ndarray]:
     """Mean calibrated beliefs and the spread of the winning class over TTA / MC samples."""
@@ -189,8 +198,11 @@ def predict(model_path: str, inputs: list[str], out_path: str,
 
     partial = f"{out_path}.partial"
     if os.path.exists(out_path) and not overwrite:
-        if resume:
-            raise PredictError(f"{out_path} is already complete; nothing to resume")
+        if resume:  # a requeued job whose output is complete: nothing to do, not an error
+            logger.info("%s is already complete; nothing to resume", out_path)
+            n_rows = _count_rows(out_path, options.format)
+            return PredictResult(out_path=out_path, n_rows=n_rows, n_ok=0, n_failed=0,
+                                 n_skipped_resume=n_rows, elapsed_s=time.monotonic() - started)
         raise PredictError(f"{out_path} already exists; use --overwrite to replace it")
     done: set[str] = set()
     if resume and os.path.exists(partial):
@@ -234,7 +246,10 @@ def predict(model_path: str, inputs: list[str], out_path: str,
             if not batch:
                 return
             x = torch.from_numpy(np.stack([o.samples[0][0] for _, o in batch]).astype(
-                np.float32)).to(device, non_blocking=True)
+                np.float32))
+            if device.type == "cuda":
+                x = x.pin_memory()
+            x = x.to(device, non_blocking=True)
             x = x.contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
                 probs, spread = _beliefs(model, x, temperature, options.tta, options.mc_dropout,
