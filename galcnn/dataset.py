@@ -5,6 +5,8 @@ Layout of a prepared directory::
     metadata.json        classes, bands, size, dtype, stretch, geometry, augmentation, provenance
     manifest.csv         one row per sample (MANIFEST_COLUMNS), in shard order
     images/shard-NNNNN.npy   arrays of shape (n, bands, y, x), opened with mmap_mode="r"
+    masks/shard-NNNNN.npy    with ``--masks``: uint8 (n, y, x), 0 background, 1 the central
+                             object, 2 other objects (see galcnn.masks)
     failed.csv           file,problem for every input that could not be used (header only if none)
 
 No sample needs to be in memory to read another, so a dataset may be larger than RAM.
@@ -24,16 +26,18 @@ __all__ = ["MANIFEST_COLUMNS", "FORMAT_NAME", "FORMAT_VERSION", "ShardWriter",
 FORMAT_NAME = "galcnn-prepared"
 FORMAT_VERSION = 1
 MANIFEST_COLUMNS = ("index", "id", "file", "hdu", "label", "label_index", "split", "transform",
-                    "shard", "row", "ra", "dec", "n_bad")
+                    "shard", "row", "ra", "dec", "n_bad", "mask_shard", "mask_row")
 IMAGES_DIR = "images"
+MASKS_DIR = "masks"
 
 
 class ShardWriter:
     """Append samples of one shape and dtype; each full shard is saved as one ``.npy`` file."""
 
     def __init__(self, directory: str, sample_shape: tuple[int, ...], dtype: str = "float32", *,
-                 shard_bytes: int = 64 * 2**20):
+                 shard_bytes: int = 64 * 2**20, subdir: str = IMAGES_DIR):
         self.directory = directory
+        self.subdir = subdir
         self.sample_shape = tuple(sample_shape)
         self.dtype = np.dtype(dtype)
         sample_bytes = int(np.prod(self.sample_shape)) * self.dtype.itemsize
@@ -41,11 +45,11 @@ class ShardWriter:
         self._buffer = np.empty((self.per_shard, *self.sample_shape), dtype=self.dtype)
         self._n_in_buffer = 0
         self.shards: list[dict] = []
-        os.makedirs(os.path.join(directory, IMAGES_DIR), exist_ok=True)
+        os.makedirs(os.path.join(directory, subdir), exist_ok=True)
 
     @property
     def _shard_name(self) -> str:
-        return f"{IMAGES_DIR}/shard-{len(self.shards):05d}.npy"
+        return f"{self.subdir}/shard-{len(self.shards):05d}.npy"
 
     def add(self, sample: np.ndarray) -> tuple[str, int]:
         """Store one sample; returns (shard file, row) where it will be found."""
@@ -85,7 +89,7 @@ def read_manifest(path: str) -> list[dict]:
     rows = []
     with open(path, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
-            for key in ("index", "hdu", "label_index", "row", "n_bad"):
+            for key in ("index", "hdu", "label_index", "row", "n_bad", "mask_row"):
                 row[key] = int(row[key]) if row.get(key, "") != "" else -1
             for key in ("ra", "dec"):
                 row[key] = float(row[key]) if row.get(key, "") not in ("", "nan") else float("nan")
@@ -125,6 +129,10 @@ class PreparedDataset:
         return list(self.metadata.get("classes", []))
 
     @property
+    def has_masks(self) -> bool:
+        return bool(self.metadata.get("masks")) and all(r.get("mask_shard") for r in self.rows)
+
+    @property
     def labels(self) -> np.ndarray:
         return np.array([r["label_index"] for r in self.rows], dtype=np.int64)
 
@@ -162,6 +170,19 @@ class PreparedDataset:
             images[np.asarray(positions)[order]] = self._shard(shard)[rows[order]]
         labels = np.array([self.rows[int(i)]["label_index"] for i in indices], dtype=np.int64)
         return images, labels
+
+    def masks(self, indices) -> np.ndarray:
+        """The 0/1/2 masks ``(n, y, x)`` of many samples (a prepared set made with --masks)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if not self.has_masks:
+            raise ValueError(f"{self.path} holds no masks; prepare it with --masks auto or "
+                             "--masks hdu:NAME")
+        shape = tuple(self.metadata["size"])
+        out = np.empty((len(indices), *shape), dtype=np.uint8)
+        for position, index in enumerate(indices):
+            row = self.rows[int(index)]
+            out[position] = self._shard(row["mask_shard"])[row["mask_row"]]
+        return out
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)

@@ -232,3 +232,84 @@ def centre_radec(header: fits.Header, shape: tuple[int, int]) -> tuple[float, fl
             return float(sky.ra.deg), float(sky.dec.deg)
     except Exception:  # a broken WCS must not lose the image
         return float("nan"), float("nan")
+
+
+class ImagePlanes:
+    """Windows of one image HDU read on demand, for images too large to hold at once.
+
+    Uncompressed files are memory-mapped and tile-compressed ones (``.fz``) decompress only
+    the tiles a window touches (``hdu.section``). Windows come back as float32
+    ``(bands, y, x)`` with NaN for NaN/inf/BLANK pixels, like :func:`read_image`.
+    """
+
+    def __init__(self, hdul: fits.HDUList, index: int, path: str):
+        self.path, self.index = path, index
+        self.hdu = hdul[index]
+        self.header = self.hdu.header.copy()
+        self.extname = self.hdu.name
+        shape = tuple(int(self.header.get(f"NAXIS{i}", 0)) for i in
+                      range(int(self.header.get("NAXIS", 0)), 0, -1))
+        lead = shape[:-2]
+        while len(lead) > 1 and lead[0] == 1:
+            lead = lead[1:]
+        if len(lead) > 1 or len(shape) < 2 or 0 in shape:
+            raise FitsReadError(path, f"HDU {index} has data of shape {shape}; expected a "
+                                "2-D plane or a 3-D (bands, y, x) cube")
+        self._prefix = (0,) * (len(shape) - 2 - len(lead))
+        self.n_bands = lead[0] if lead else 1
+        self.shape = shape[-2:]
+        self._cube = bool(lead)
+        self._blank = _physical_blank(self.header) if \
+            int(self.header.get("BITPIX", -32)) > 0 else None
+
+    def window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Pixels ``[y0:y1, x0:x1]`` (clipped to the image) of every band."""
+        y0, x0 = max(y0, 0), max(x0, 0)
+        y1, x1 = min(y1, self.shape[0]), min(x1, self.shape[1])
+        key = self._prefix + ((slice(None),) if self._cube else ()) + \
+            (slice(y0, y1), slice(x0, x1))
+        try:
+            raw = np.asarray(self.hdu.section[key])
+        except Exception as exc:  # corrupt tiles surface only when read
+            raise FitsReadError(self.path, _describe_exception(exc, self.path)) from exc
+        raw = raw if self._cube else raw[np.newaxis]
+        data = raw.astype(np.float32)
+        bad = ~np.isfinite(data)
+        if self._blank is not None and np.issubdtype(raw.dtype, np.integer):
+            bad |= raw == self._blank
+        data[bad] = np.nan
+        return data
+
+
+def image_hdus(path: str, hdu: int | str | None = None
+               ) -> tuple[fits.HDUList, list[ImagePlanes]]:
+    """Open ``path`` and return its image HDUs with data (every one, or the one chosen).
+
+    The caller closes the returned HDU list. Raises :class:`FitsReadError`.
+    """
+    if not os.path.exists(path):
+        raise FitsReadError(path, "file not found")
+    if os.path.isdir(path):
+        raise FitsReadError(path, "is a directory, not a FITS file")
+    if os.path.getsize(path) == 0:
+        raise FitsReadError(path, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            hdul = fits.open(path, memmap=True)
+            hdul.verify("silentfix")
+    except Exception as exc:
+        raise FitsReadError(path, _describe_exception(exc, path)) from exc
+    try:
+        if hdu is not None:
+            indices = [_select_hdu(hdul, hdu, path)]
+        else:
+            indices = [i for i, h in enumerate(hdul) if isinstance(h, _IMAGE_HDU_TYPES)
+                       and h.header.get("NAXIS", 0) >= 2]
+            if not indices:
+                raise FitsReadError(path, f"no image HDU with 2-D or 3-D data among "
+                                          f"{len(hdul)} HDU(s)")
+        return hdul, [ImagePlanes(hdul, i, path) for i in indices]
+    except Exception:
+        hdul.close()
+        raise

@@ -12,7 +12,7 @@ import numpy as np
 from skimage.filters import gaussian
 from skimage.transform import ProjectiveTransform, resize, warp
 
-__all__ = ["FIT_MODES", "fit_to_size", "rotate_to_size"]
+__all__ = ["FIT_MODES", "fit_to_size", "fit_mask_to_size", "rotate_to_size"]
 
 from galcnn.choices import FIT_MODES
 
@@ -53,6 +53,15 @@ def fit_to_size(image: np.ndarray, size: tuple[int, int], *, fit: str = "crop",
     out[:, dst_y0:dst_y0 + span_y, dst_x0:dst_x0 + span_x] = \
         image[:, src_y0:src_y0 + span_y, src_x0:src_x0 + span_x]
     return out
+
+
+def fit_mask_to_size(mask: np.ndarray, size: tuple[int, int], *, fit: str = "crop") -> np.ndarray:
+    """The geometry of :func:`fit_to_size` for a ``(y, x)`` integer mask: padding is background
+    (0) and resizing takes the nearest pixel, so no mask value is invented."""
+    if fit == "resize" and mask.shape != tuple(size):
+        return resize(mask, size, order=0, mode="edge", anti_aliasing=False,
+                      preserve_range=True).astype(mask.dtype)
+    return fit_to_size(mask[None], size, fit=fit, pad_values=0)[0]
 
 
 def _centre_span(source: int, target: int) -> tuple[int, int, int]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["confusion_matrix", "classification_metrics", "expected_calibration_error",
-           "fit_temperature", "softmax"]
+__all__ = ["confusion_matrix", "classification_metrics", "segmentation_metrics",
+           "expected_calibration_error", "fit_temperature", "softmax"]
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -41,6 +41,26 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list
         "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]),
                              "f1": float(f1[i]), "support": int(support[i])}
                       for i, name in enumerate(classes)},
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def segmentation_metrics(cm: np.ndarray, classes: list[str]) -> dict:
+    """Pixel accuracy, per-class IoU, and mean IoU over classes present, from a pixel
+    confusion matrix (``cm[i, j]``: pixels of true class i predicted as j)."""
+    cm = np.asarray(cm, dtype=np.int64)
+    tp = np.diag(cm).astype(np.float64)
+    support, predicted = cm.sum(1), cm.sum(0)
+    union = support + predicted - tp
+    iou = np.divide(tp, union, out=np.zeros(len(classes)), where=union > 0)
+    recall = np.divide(tp, support, out=np.zeros(len(classes)), where=support > 0)
+    present = support > 0
+    return {
+        "n_pixels": int(cm.sum()),
+        "accuracy": float(tp.sum() / max(cm.sum(), 1)),
+        "mean_iou": float(iou[present].mean()) if present.any() else 0.0,
+        "per_class": {name: {"iou": float(iou[i]), "recall": float(recall[i]),
+                             "support": int(support[i])} for i, name in enumerate(classes)},
         "confusion_matrix": cm.tolist(),
     }
 

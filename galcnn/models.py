@@ -17,6 +17,7 @@ from torch import nn
 from galcnn.symmetry import apply_element, pool_elements
 
 ARCHITECTURES = ("cnn", "resnet")
+SEGMENTATION_ARCHITECTURES = ("unet",)
 
 
 def _stem_stride(size: Sequence[int]) -> int:
@@ -154,9 +155,98 @@ class SymmetryPooled(nn.Module):
         return torch.stack(outputs)
 
 
-def build_model(spec: dict) -> SymmetryPooled:
+def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(_conv_bn_relu(c_in, c_out), _conv_bn_relu(c_out, c_out))
+
+
+class UNet(nn.Module):
+    """Encoder of convolution + max-pool blocks, decoder of bilinear up-sampling + convolution
+    with skip connections (Ronneberger et al. 2015); logits per pixel and class.
+
+    Any input size: the input is padded (reflected) up to a multiple of ``2**depth`` and the
+    output cropped back. The network is translation-equivariant for shifts that are multiples
+    of ``2**depth``, which is what lets ``segment`` tile images without changing the result.
+    """
+
+    def __init__(self, n_bands: int, n_classes: int, depth: int = 3, width: int = 16,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.depth = depth
+        widths = [width * 2 ** level for level in range(depth + 1)]
+        self.down = nn.ModuleList([_double_conv(n_bands, widths[0])] + [
+            _double_conv(widths[i - 1], widths[i]) for i in range(1, depth + 1)])
+        self.pool = nn.MaxPool2d(2)
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.up = nn.ModuleList([_double_conv(widths[i + 1] + widths[i], widths[i])
+                                 for i in reversed(range(depth))])
+        self.head = nn.Conv2d(widths[0], n_classes, 1)
+
+    @property
+    def multiple(self) -> int:
+        return 2 ** self.depth
+
+    def receptive_radius(self) -> int:
+        """Pixels on each side that can influence an output pixel (an upper bound)."""
+        radius = 0.0
+        for level in range(self.depth):
+            scale = 2 ** level
+            radius += 2 * scale + scale / 2 + 2 * scale + scale  # convs, pool, decoder, upsample
+        return int(math.ceil(radius + 2 * 2 ** self.depth))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        m = self.multiple
+        pad_y, pad_x = (-height) % m, (-width) % m
+        if pad_y or pad_x:
+            mode = "reflect" if min(height, width) > max(pad_y, pad_x) else "replicate"
+            x = nn.functional.pad(x, (0, pad_x, 0, pad_y), mode=mode)
+        skips = []
+        for index, block in enumerate(self.down):
+            x = block(x if index == 0 else self.pool(x))
+            skips.append(x)
+        x = self.dropout(skips.pop())
+        for block in self.up:
+            skip = skips.pop()
+            x = nn.functional.interpolate(x, size=skip.shape[-2:], mode="bilinear",
+                                          align_corners=False)
+            x = block(torch.cat([x, skip], dim=1))
+        return self.head(x)[..., :height, :width]
+
+
+class DensePooled(nn.Module):
+    """Average per-pixel logits over the transformed copies of the input, each mapped back to
+    the input's orientation (and mirror-image classes swapped for reflected copies)."""
+
+    def __init__(self, net: UNet, elements: list[tuple[int, bool]],
+                 mirror_swap: list[int] | None = None):
+        super().__init__()
+        self.net = net
+        self.elements = [(int(k), bool(f)) for k, f in elements]
+        self.register_buffer("mirror_swap", torch.tensor(mirror_swap or [], dtype=torch.long),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor, pooled: bool = True) -> torch.Tensor:
+        if not pooled or len(self.elements) == 1:
+            return self.net(x)
+        total = None
+        for k, flip in self.elements:
+            logits = self.net(apply_element(x, k, flip))
+            logits = torch.rot90(logits, -k, dims=(-2, -1)) if k % 4 else logits
+            if flip:
+                logits = torch.flip(logits, dims=(-1,))
+                if self.mirror_swap.numel():
+                    logits = logits[:, self.mirror_swap]
+            total = logits if total is None else total + logits
+        return total / len(self.elements)
+
+
+def build_model(spec: dict) -> SymmetryPooled | DensePooled:
     """Rebuild a model from the plain dict a checkpoint stores (``arch``, ``n_bands``, ...)."""
     arch = spec["arch"]
+    if arch == "unet":
+        unet = UNet(spec["n_bands"], spec["n_classes"], depth=spec.get("depth", 3),
+                    width=spec.get("width", 16), dropout=spec.get("dropout", 0.0))
+        return DensePooled(unet, spec.get("pool_elements", [[0, False]]), spec.get("mirror_swap"))
     kwargs = dict(n_bands=spec["n_bands"], n_classes=spec["n_classes"], size=spec["size"],
                   width=spec.get("width", 32), dropout=spec.get("dropout", 0.3))
     if arch == "cnn":

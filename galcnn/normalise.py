@@ -87,17 +87,39 @@ class Stretch:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
-    def __call__(self, data: np.ndarray) -> np.ndarray:
-        """Stretch a float ``(bands, y, x)`` array; returns float32, NaN where the input was."""
+    def __call__(self, data: np.ndarray, statistics: dict | None = None) -> np.ndarray:
+        """Stretch a float ``(bands, y, x)`` array; returns float32, NaN where the input was.
+
+        ``statistics`` (from :meth:`statistics`) fixes the image statistics instead of measuring
+        them on ``data``: how ``segment`` stretches every tile of a large image the same way.
+        """
         data = np.asarray(data, dtype=np.float32)
         if data.ndim != 3:
             raise ValueError(f"expected a (bands, y, x) array, got shape {data.shape}")
         if self.name == "none":
             return data.copy()
+        statistics = statistics if statistics is not None else self.statistics(data)
         if self.name == "asinh":
-            return self._asinh(data)
+            return self._asinh(data, statistics)
         groups = [data] if self.scope == "image" else [data[i:i + 1] for i in range(len(data))]
-        return np.concatenate([self._interval_stretch(g) for g in groups]).astype(np.float32)
+        return np.concatenate([self._interval_stretch(g, limits) for g, limits
+                               in zip(groups, statistics["limits"])]).astype(np.float32)
+
+    def statistics(self, data: np.ndarray) -> dict:
+        """The image statistics the stretch depends on (background, noise, clip limits)."""
+        data = np.asarray(data, dtype=np.float32)
+        if self.name == "none":
+            return {}
+        if self.name == "asinh":
+            median, noise = background_and_noise(data)
+            if self.scope == "band":
+                return {"median": median.tolist(), "scale": (self.softening * noise).tolist()}
+            centred = data - median.astype(np.float32)[:, None, None]
+            _, intensity_noise = background_and_noise(centred.mean(axis=0)[None])
+            return {"median": median.tolist(),
+                    "soft": float(self.softening * intensity_noise[0])}
+        groups = [data] if self.scope == "image" else [data[i:i + 1] for i in range(len(data))]
+        return {"limits": [self._limits(g) for g in groups]}
 
     def _interval(self):
         if self.name == "linear":
@@ -107,12 +129,18 @@ class Stretch:
         stretch = LogStretch(a=self.log_a) if self.name == "log" else LinearStretch()
         return AsymmetricPercentileInterval(self.lower, self.upper), stretch
 
-    def _interval_stretch(self, block: np.ndarray) -> np.ndarray:
+    def _limits(self, block: np.ndarray) -> tuple[float, float] | None:
         finite = block[np.isfinite(block)]
         if finite.size == 0:
+            return None
+        low, high = self._interval()[0].get_limits(finite)
+        return float(low), float(high)
+
+    def _interval_stretch(self, block: np.ndarray, limits) -> np.ndarray:
+        if limits is None:
             return np.full_like(block, np.nan)
-        interval, stretch = self._interval()
-        low, high = interval.get_limits(finite)
+        _, stretch = self._interval()
+        low, high = limits
         if not high > low:
             out = np.zeros_like(block)
             out[~np.isfinite(block)] = np.nan
@@ -121,15 +149,13 @@ class Stretch:
         with np.errstate(invalid="ignore"):
             return np.asarray(transform(block, clip=True), dtype=np.float32)
 
-    def _asinh(self, data: np.ndarray) -> np.ndarray:
-        median, noise = background_and_noise(data)
-        centred = data - median.astype(np.float32)[:, None, None]
+    def _asinh(self, data: np.ndarray, statistics: dict) -> np.ndarray:
+        centred = data - np.asarray(statistics["median"], dtype=np.float32)[:, None, None]
         if self.scope == "band":
-            scale = (self.softening * noise).astype(np.float32)
+            scale = np.asarray(statistics["scale"], dtype=np.float32)
             return np.arcsinh(centred / scale[:, None, None]).astype(np.float32)
         intensity = centred.mean(axis=0)
-        _, intensity_noise = background_and_noise(intensity[None])
-        soft = np.float32(self.softening * intensity_noise[0])
+        soft = np.float32(statistics["soft"])
         with np.errstate(divide="ignore", invalid="ignore"):
             factor = np.where(np.abs(intensity) > 1e-12 * soft,
                               np.arcsinh(intensity / soft) / intensity, 1.0 / soft)

@@ -23,7 +23,7 @@ def _save(fig, path: str) -> None:
 
 
 def plot_learning_curves(history: list[dict], path: str) -> None:
-    """Loss and accuracy/macro-F1 per epoch, training beside validation."""
+    """Loss and accuracy/macro-F1 (mean IoU for a U-Net) per epoch, training beside validation."""
     plt = _pyplot()
     epochs = [row["epoch"] for row in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -32,8 +32,10 @@ def plot_learning_curves(history: list[dict], path: str) -> None:
     left.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
     right.plot(epochs, [r["train_accuracy"] for r in history], label="train accuracy")
     right.plot(epochs, [r["val_accuracy"] for r in history], label="validation accuracy")
-    right.plot(epochs, [r["val_macro_f1"] for r in history], label="validation macro-F1")
-    right.set(xlabel="epoch", ylim=(0, 1), title="Accuracy and macro-F1")
+    key, name = (("val_mean_iou", "mean IoU") if history and "val_mean_iou" in history[0]
+                 else ("val_macro_f1", "macro-F1"))
+    right.plot(epochs, [r[key] for r in history], label=f"validation {name}")
+    right.set(xlabel="epoch", ylim=(0, 1), title=f"Accuracy and {name}")
     for axis in (left, right):
         axis.legend()
         axis.grid(alpha=0.3)

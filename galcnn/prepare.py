@@ -25,12 +25,13 @@ import numpy as np
 
 from galcnn import __version__
 from galcnn.augment import GROUPS, D4, Rotation, choose_transforms
-from galcnn.dataset import FORMAT_NAME, FORMAT_VERSION, ShardWriter, write_manifest
+from galcnn.dataset import FORMAT_NAME, FORMAT_VERSION, MASKS_DIR, ShardWriter, write_manifest
 from galcnn.fitsio import FitsReadError, centre_radec, read_image
-from galcnn.geometry import FIT_MODES, fit_to_size, rotate_to_size
+from galcnn.geometry import FIT_MODES, fit_mask_to_size, fit_to_size, rotate_to_size
 from galcnn.inputs import Source, expand_inputs, group_bands, sources_from_files
 from galcnn.labels import (choose_classes, find_label_file, labels_from_directories,
                            match_labels, read_label_table)
+from galcnn.masks import derive_mask, parse_mask_source, read_mask_hdu
 from galcnn.normalise import FILL_METHODS, Stretch, fill_bad
 
 __all__ = ["PrepareOptions", "PrepareResult", "PrepareError", "prepare", "prepare_image",
@@ -62,6 +63,9 @@ class PrepareOptions:
     seed: int = 0
     max_bad_fraction: float = 0.5
     dtype: str = "float32"
+    masks: str = "none"
+    """``none``, ``auto`` (derived, :func:`galcnn.masks.derive_mask`) or ``hdu:NAME``."""
+    mask_nsigma: float = 2.0
 
     def __post_init__(self):
         if self.fit not in FIT_MODES:
@@ -84,6 +88,12 @@ class PrepareOptions:
             raise ValueError("max bad-pixel fraction must be in (0, 1]")
         if self.dtype not in ("float32", "float16"):
             raise ValueError(f"dtype must be float32 or float16, got {self.dtype!r}")
+        object.__setattr__(self, "masks", parse_mask_source(self.masks))
+        if self.masks != "none" and self.copies and self.augment == "rotate":
+            raise ValueError("--masks cannot be combined with --augment rotate --copies "
+                             "(interpolated masks); use rot90 or dihedral copies")
+        if self.mask_nsigma <= 0:
+            raise ValueError(f"--mask-nsigma must be > 0, got {self.mask_nsigma}")
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -121,6 +131,7 @@ class PrepareResult:
     n_bands: int
     n_bad_pixels: int
     elapsed_s: float
+    masks: str = "none"
 
     @property
     def n_failed(self) -> int:
@@ -183,6 +194,7 @@ class _Task:
 class _Outcome:
     index: int
     samples: list[tuple[np.ndarray, str]]
+    masks: list[np.ndarray] = field(default_factory=list)
     hdu: int = -1
     ra: float = float("nan")
     dec: float = float("nan")
@@ -229,12 +241,35 @@ def _process(task: _Task) -> _Outcome:
         if task.split == "train" and options.copies:
             rng = np.random.default_rng([options.seed, task.index])
             transforms = choose_transforms(options.augment, options.copies, rng)
+        if options.masks != "none":
+            outcome.masks = _cutout_masks(task.source, image.data, state["size"], options,
+                                          transforms)
         outcome.samples = prepare_image(image.data, state["size"], options, transforms)
         outcome.ra, outcome.dec = centre_radec(image.header, image.shape)
+    except MaskError as exc:
+        outcome.problem, outcome.samples = str(exc), []
     except Exception as exc:  # one odd file must never stop a batch
         outcome.problem = f"could not be prepared ({type(exc).__name__}: {exc})"
         outcome.samples = []
     return outcome
+
+
+class MaskError(ValueError):
+    """A cutout's mask is missing or unusable (the cutout is then reported, not used)."""
+
+
+def _cutout_masks(source: Source, data: np.ndarray, size: tuple[int, int],
+                  options: PrepareOptions, transforms: list) -> list[np.ndarray]:
+    """The cutout's 0/1/2 mask with the same geometry and transforms as its samples."""
+    if options.masks == "auto":
+        raw = derive_mask(data, nsigma=options.mask_nsigma)
+    else:
+        try:
+            raw = read_mask_hdu(source.paths[0], options.masks[4:], data.shape[1:])
+        except ValueError as exc:
+            raise MaskError(str(exc)) from None
+    base = fit_mask_to_size(raw, size, fit=options.fit)
+    return [base] + [t(base[None])[0].copy() for t in transforms]
 
 
 # --------------------------------------------------------------------------- the run
@@ -466,6 +501,8 @@ def prepare(inputs: list[str], out_dir: str, *, labels: str | None = None,
     os.makedirs(tmp_dir)
     try:
         writer = ShardWriter(tmp_dir, (n_bands, *size), options.dtype)
+        mask_writer = (ShardWriter(tmp_dir, tuple(size), "uint8", subdir=MASKS_DIR)
+                       if options.masks != "none" else None)
         tasks = [_Task(i, s, splits[s]) for i, s in enumerate(used_sources)]
         class_index = {name: i for i, name in enumerate(class_list)}
         rows, counts = [], {split: Counter() for split in SPLITS}
@@ -480,15 +517,18 @@ def prepare(inputs: list[str], out_dir: str, *, labels: str | None = None,
             label = label_map[source] if label_map is not None else ""
             n_bad_pixels += outcome.n_bad
             counts[splits[source]][label or "unlabelled"] += len(outcome.samples)
-            for sample, transform in outcome.samples:
+            for position, (sample, transform) in enumerate(outcome.samples):
                 shard, row = writer.add(sample)
-                rows.append({"index": len(rows), "id": source.id, "file": source.path_text,
+                mask_shard, mask_row = (mask_writer.add(outcome.masks[position])
+                                        if mask_writer else ("", ""))
+                rows.append({"mask_shard": mask_shard, "mask_row": mask_row,"index": len(rows), "id": source.id, "file": source.path_text,
                              "hdu": outcome.hdu, "label": label,
                              "label_index": class_index.get(label, -1),
                              "split": splits[source], "transform": transform,
                              "shard": shard, "row": row, "ra": f"{outcome.ra:.7f}",
                              "dec": f"{outcome.dec:.7f}", "n_bad": outcome.n_bad})
         shards = writer.close()
+        mask_shards = mask_writer.close() if mask_writer else []
         if not rows:
             raise PrepareError(f"no input could be prepared ({len(failures)} failed, e.g. "
                                f"{failures[0][0]}: {failures[0][1]})" if failures else
@@ -510,6 +550,9 @@ def prepare(inputs: list[str], out_dir: str, *, labels: str | None = None,
             "size": list(size), "dtype": options.dtype, "band_pattern": band_pattern,
             "options": options.to_dict(), "stretch": options.stretch.to_dict(),
             "shards": shards,
+            "masks": ({"source": options.masks, "values": {"0": "background",
+                       "1": "central object", "2": "other objects"}, "shards": mask_shards}
+                      if mask_writer else None),
         }
         if label_map is None:
             metadata["class_counts"] = {}
@@ -532,4 +575,4 @@ def prepare(inputs: list[str], out_dir: str, *, labels: str | None = None,
                          n_unlabelled=len(unlabelled), n_missing=len(missing),
                          dropped_classes=dropped, label_source=label_source, size=size,
                          n_bands=n_bands, n_bad_pixels=n_bad_pixels,
-                         elapsed_s=time.monotonic() - started)
+                         elapsed_s=time.monotonic() - started, masks=options.masks)

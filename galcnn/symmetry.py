@@ -80,7 +80,10 @@ def pool_elements(net: torch.nn.Module, x: torch.Tensor, elements: list[Element]
 def random_elements(x: torch.Tensor, labels: torch.Tensor, elements: list[Element],
                     mirror_swap: list[int] | None, generator: torch.Generator
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Transform each sample by a random group element; swap labels of reflected samples."""
+    """Transform each sample by a random group element; swap labels of reflected samples.
+
+    ``labels`` may be per-sample ``(n,)`` or per-pixel ``(n, y, x)`` maps, which are then
+    transformed with their images."""
     if len(elements) == 1:
         return x, labels
     choice = torch.randint(len(elements), (x.shape[0],), generator=generator)
@@ -92,6 +95,8 @@ def random_elements(x: torch.Tensor, labels: torch.Tensor, elements: list[Elemen
         if chosen.numel() == 0:
             continue
         out[chosen] = apply_element(x[chosen], k, flip)
+        if labels.ndim == 3:
+            labels[chosen] = apply_element(labels[chosen], k, flip)
         if flip and swap is not None:
             labels[chosen] = swap.to(labels.device)[labels[chosen]]
     return out, labels

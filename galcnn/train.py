@@ -29,9 +29,11 @@ from torch.nn import functional as F
 from galcnn import __version__
 from galcnn.checkpoint import load_checkpoint, save_checkpoint
 from galcnn.dataset import PreparedDataset, is_prepared_dataset
-from galcnn.metrics import (classification_metrics, expected_calibration_error, fit_temperature,
-                            softmax)
-from galcnn.models import ARCHITECTURES, build_model, count_parameters
+from galcnn.losses import segmentation_loss
+from galcnn.masks import mask_to_target, segmentation_classes
+from galcnn.metrics import (classification_metrics, confusion_matrix, expected_calibration_error,
+                            fit_temperature, segmentation_metrics, softmax)
+from galcnn.models import ARCHITECTURES, SEGMENTATION_ARCHITECTURES, build_model, count_parameters
 from galcnn.runtime import (Distributed, amp_dtype, autocast, close_distributed,
                             distributed_from_env, init_distributed, loader_workers, rng_states,
                             seed_everything, select_device, set_rng_states)
@@ -44,9 +46,13 @@ logger = logging.getLogger("galcnn")
 
 SYMMETRIES = ("auto", "none", "rot90", "dihedral", "rotate")
 SCHEDULES = ("cosine", "onecycle")
-MONITORS = ("macro_f1", "loss")
+TASKS = ("classify", "segment")
+MONITORS = ("auto", "macro_f1", "mean_iou", "loss")
 METRIC_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
                   "val_macro_f1", "lr", "images_per_s", "seconds")
+#: metrics.csv of a U-Net: accuracies are pixel accuracies, the score is mean IoU.
+SEGMENT_METRIC_COLUMNS = tuple("val_mean_iou" if c == "val_macro_f1" else c
+                               for c in METRIC_COLUMNS)
 
 
 class TrainError(ValueError):
@@ -57,12 +63,18 @@ class TrainError(ValueError):
 class TrainOptions:
     """Everything that defines a training run; stored in ``config.json`` and the model card."""
 
-    arch: str = "resnet"
-    width: int = 32
-    dropout: float = 0.3
+    task: str = "classify"
+    arch: str = "auto"
+    """auto: ``resnet`` to classify, ``unet`` to segment."""
+    width: int | None = None
+    """Channels of the first stage; None: 32 (classifiers) or 16 (U-Net)."""
+    depth: int = 3
+    """U-Net: number of poolings."""
+    dropout: float | None = None
+    """None: 0.3 (classifiers) or 0 (U-Net)."""
     symmetry: str = "auto"
     mirror_pairs: list[tuple[str, str]] | None = None
-    epochs: int = 30
+    epochs: int = 50
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -71,8 +83,9 @@ class TrainOptions:
     label_smoothing: float = 0.05
     class_weights: str = "auto"
     balanced_sampling: bool = False
-    monitor: str = "macro_f1"
-    patience: int = 10
+    monitor: str = "auto"
+    """auto: ``macro_f1`` to classify, ``mean_iou`` to segment; or ``loss``."""
+    patience: int = 15
     seed: int = 0
     device: str = "auto"
     workers: int | None = None
@@ -80,9 +93,32 @@ class TrainOptions:
     init_from: str | None = None
     freeze: int = 0
 
+    @property
+    def segment(self) -> bool:
+        return self.task == "segment"
+
+    def resolved(self) -> "TrainOptions":
+        """A copy with every ``auto``/None default replaced by what it means for the task."""
+        from dataclasses import replace
+
+        return replace(
+            self, arch=("unet" if self.segment else "resnet") if self.arch == "auto" else self.arch,
+            width=self.width or (16 if self.segment else 32),
+            dropout=(0.0 if self.segment else 0.3) if self.dropout is None else self.dropout,
+            monitor=("mean_iou" if self.segment else "macro_f1") if self.monitor == "auto"
+            else self.monitor)
+
     def check(self) -> None:
-        if self.arch not in ARCHITECTURES:
-            raise TrainError(f"unknown --arch {self.arch!r}; choose {', '.join(ARCHITECTURES)}")
+        if self.task not in TASKS:
+            raise TrainError(f"unknown --task {self.task!r}; choose {', '.join(TASKS)}")
+        allowed = SEGMENTATION_ARCHITECTURES if self.segment else ARCHITECTURES
+        if self.arch not in ("auto", *allowed):
+            raise TrainError(f"--arch {self.arch} cannot {self.task}; choose "
+                             f"{', '.join(allowed)}")
+        if self.monitor == ("macro_f1" if self.segment else "mean_iou"):
+            raise TrainError(f"--monitor {self.monitor} does not apply to --task {self.task}")
+        if not 1 <= self.depth <= 6:
+            raise TrainError("--depth must be between 1 and 6")
         if self.symmetry not in SYMMETRIES:
             raise TrainError(f"unknown --symmetry {self.symmetry!r}")
         if self.schedule not in SCHEDULES:
@@ -135,16 +171,20 @@ def resolve_symmetry(symmetry: str, classes: list[str],
 
 
 class _Batches(torch.utils.data.Dataset):
-    """A dataset whose items are whole batches, read with one gather per shard."""
+    """A dataset whose items are whole batches, read with one gather per shard; with
+    ``n_pixel_classes`` the targets are per-pixel class maps built from the masks."""
 
-    def __init__(self, data: PreparedDataset):
+    def __init__(self, data: PreparedDataset, n_pixel_classes: int | None = None):
         self.data = data
+        self.n_pixel_classes = n_pixel_classes
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __getitem__(self, indices):
         images, labels = self.data.batch(indices)
+        if self.n_pixel_classes:
+            labels = mask_to_target(self.data.masks(indices), labels, self.n_pixel_classes - 2)
         return torch.from_numpy(images), torch.from_numpy(labels)
 
 
@@ -171,9 +211,11 @@ class _BalancedSampler(torch.utils.data.Sampler):
 
 
 def _loader(data: PreparedDataset, sampler, batch_size: int, drop_last: bool, workers: int,
-            device: torch.device) -> torch.utils.data.DataLoader:
+            device: torch.device, n_pixel_classes: int | None = None
+            ) -> torch.utils.data.DataLoader:
     batches = torch.utils.data.BatchSampler(sampler, batch_size, drop_last)
-    return torch.utils.data.DataLoader(_Batches(data), sampler=batches, batch_size=None,
+    return torch.utils.data.DataLoader(_Batches(data, n_pixel_classes), sampler=batches,
+                                       batch_size=None,
                                        num_workers=workers, pin_memory=device.type == "cuda",
                                        persistent_workers=workers > 0)
 
@@ -196,6 +238,51 @@ def logits_of(model: torch.nn.Module, data: PreparedDataset, device: torch.devic
     if not outputs:
         return np.zeros((0, n_classes), np.float32), np.zeros(0, np.int64)
     return np.concatenate(outputs), np.concatenate(labels)
+
+
+def pixel_confusion(model: torch.nn.Module, data: PreparedDataset, device: torch.device,
+                    dtype: torch.dtype | None, n_classes: int, batch_size: int = 64,
+                    pooled: bool = True) -> tuple[np.ndarray, float]:
+    """Pixel confusion matrix and mean loss of a U-Net over a whole prepared split."""
+    model.eval()
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    loss_sum, seen = 0.0, 0
+    batches = _Batches(data, n_classes)
+    with torch.inference_mode():
+        for start in range(0, len(data), batch_size):
+            images, target = batches[np.arange(start, min(start + batch_size, len(data)))]
+            x = images.to(device).contiguous(memory_format=torch.channels_last)
+            with autocast(device, dtype):
+                logits = model(x, pooled=pooled)
+            logits, target = logits.float().cpu(), target
+            loss_sum += float(segmentation_loss(logits, target)) * len(target)
+            seen += len(target)
+            cm += confusion_matrix(target.numpy().ravel(), logits.argmax(1).numpy().ravel(),
+                                   n_classes)
+    return cm, loss_sum / max(seen, 1)
+
+
+def _validate(model, val_set: PreparedDataset, device, dtype, classes: list[str],
+              segment: bool) -> tuple[float, dict, float]:
+    """Validation loss, metrics, and the figure early stopping watches (macro-F1 or mean IoU)."""
+    if segment:
+        cm, loss = pixel_confusion(model, val_set, device, dtype, len(classes))
+        metrics = segmentation_metrics(cm, classes)
+        return loss, metrics, metrics["mean_iou"]
+    logits, labels = logits_of(model, val_set, device, dtype)
+    loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels))) \
+        if len(labels) else 0.0
+    metrics = classification_metrics(labels, logits.argmax(1), classes)
+    return loss, metrics, metrics["macro_f1"]
+
+
+def _pixel_counts(data: PreparedDataset, n_classes: int) -> np.ndarray:
+    counts = np.zeros(n_classes, dtype=np.int64)
+    batches = _Batches(data, n_classes)
+    for start in range(0, len(data), 256):
+        _, target = batches[np.arange(start, min(start + 256, len(data)))]
+        counts += np.bincount(target.numpy().ravel(), minlength=n_classes)
+    return counts
 
 
 def _lr_lambda(options: TrainOptions, steps_per_epoch: int):
@@ -259,12 +346,14 @@ def _write_json(path: str, value) -> None:
 
 def _write_metrics_csv(path: str, history: list[dict]) -> None:
     tmp = f"{path}.tmp"
+    columns = SEGMENT_METRIC_COLUMNS if history and "val_mean_iou" in history[0] \
+        else METRIC_COLUMNS
     with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         for row in history:
             writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
-                             for k in METRIC_COLUMNS})
+                             for k in columns})
     os.replace(tmp, path)
 
 
@@ -280,7 +369,8 @@ def _init_from(net: torch.nn.Module, path: str, freeze: int) -> None:
     logger.info("init from %s: %d tensors copied, %d new (%s)", path, len(matched), len(skipped),
                 ", ".join(sorted({k.split(".")[0] + "." + k.split(".")[1] for k in skipped}))[:120]
                 if skipped else "none")
-    for index, module in enumerate(net.features):
+    blocks = net.down if hasattr(net, "down") else net.features
+    for index, module in enumerate(blocks):
         if index < freeze:
             for parameter in module.parameters():
                 parameter.requires_grad_(False)
@@ -300,6 +390,7 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
     started = time.monotonic()
     options = options or TrainOptions()
     options.check()
+    options = options.resolved()
     dist_info = distributed_from_env()
     try:
         device = select_device(options.device, dist_info.local_rank)
@@ -330,18 +421,30 @@ def _train(data, run_dir, options, dist_info, device, prepare_kwargs, resume, ov
     except ValueError as exc:
         raise TrainError(str(exc)) from exc
     metadata = train_set.metadata
-    classes = train_set.classes
-    if len(classes) < 2:
-        raise TrainError(f"{data_path}: training needs at least 2 classes, found {classes}")
+    segment = options.segment
+    cutout_classes = train_set.classes
     if len(train_set) == 0:
-        raise TrainError(f"{data_path}: no training samples")
+        raise TrainError(f"{data_path}: no training samples (a labelled prepared set is "
+                         "needed: the labels choose the training split)")
+    if segment:
+        if not train_set.has_masks:
+            raise TrainError(f"{data_path}: holds no masks; prepare it with --masks auto or "
+                             "--masks hdu:NAME to train a U-Net")
+        if options.symmetry == "rotate":
+            raise TrainError("--task segment supports --symmetry none, rot90 or dihedral")
+        classes = segmentation_classes(cutout_classes)
+    else:
+        classes = cutout_classes
+        if len(classes) < 2:
+            raise TrainError(f"{data_path}: training needs at least 2 classes, found {classes}")
     if len(val_set) == 0:
         logger.warning("%s has no validation split; early stopping and calibration use the "
                        "training set (prepare with --val-fraction > 0)", data_path)
         val_set = PreparedDataset(data_path, "train")
     train_labels = train_set.labels
-    counts = np.bincount(train_labels, minlength=len(classes))
-    symmetry, pairs = resolve_symmetry(options.symmetry, classes, options.mirror_pairs)
+    counts = (_pixel_counts(train_set, len(classes)) if segment
+              else np.bincount(train_labels, minlength=len(classes)))
+    symmetry, pairs = resolve_symmetry(options.symmetry, cutout_classes, options.mirror_pairs)
     swap = mirror_permutation(classes, pairs) if pairs else None
     size = list(metadata["size"])
     elements = elements_of(symmetry, size)
@@ -349,6 +452,9 @@ def _train(data, run_dir, options, dist_info, device, prepare_kwargs, resume, ov
             "n_classes": len(classes), "size": size, "width": options.width,
             "dropout": options.dropout, "pool_elements": [list(e) for e in elements],
             "mirror_swap": swap}
+    if segment:
+        spec["depth"] = options.depth
+        del spec["size"]
 
     seed_everything(options.seed, -1)
     model = build_model(spec)
@@ -368,7 +474,8 @@ def _train(data, run_dir, options, dist_info, device, prepare_kwargs, resume, ov
     per_rank_batch = max(1, options.batch_size // dist_info.world_size)
     drop_last = len(sampler) > per_rank_batch
     workers = loader_workers(device, options.workers, dist_info.world_size)
-    loader = _loader(train_set, sampler, per_rank_batch, drop_last, workers, device)
+    loader = _loader(train_set, sampler, per_rank_batch, drop_last, workers, device,
+                     len(classes) if segment else None)
     steps_per_epoch = max(1, len(loader))
 
     parameters = [p for p in model.parameters() if p.requires_grad]
@@ -386,7 +493,8 @@ def _train(data, run_dir, options, dist_info, device, prepare_kwargs, resume, ov
     weights = weights.to(device) if weights is not None else None
 
     card = {
-        "task": "classify", "classes": classes, "bands": metadata.get("bands"),
+        "task": options.task, "classes": classes, "cutout_classes": cutout_classes,
+        "bands": metadata.get("bands"),
         "n_bands": int(metadata["n_bands"]), "size": size, "stretch": metadata["stretch"],
         "prepare": metadata.get("options", {}), "band_pattern": metadata.get("band_pattern"),
         "model": spec, "symmetry": symmetry, "mirror_pairs": [list(p) for p in pairs],
@@ -424,7 +532,8 @@ def _train(data, run_dir, options, dist_info, device, prepare_kwargs, resume, ov
                     len(classes), symmetry, count_parameters(model))
 
     best_path = os.path.join(run_dir, "best.pt")
-    higher_is_better = options.monitor == "macro_f1"
+    higher_is_better = options.monitor != "loss"
+    score_name = "mean IoU" if segment else "macro-F1"
     for epoch in range(trainer["epoch"] + 1, options.epochs):
         if trainer["stopped_early"]:
             break
@@ -442,32 +551,35 @@ def _train(data, run_dir, options, dist_info, device, prepare_kwargs, resume, ov
                 x = random_rotations(x, generator)
             with autocast(device, dtype):
                 logits = ddp(x, pooled=False)
-                loss = F.cross_entropy(logits.float(), y, weight=weights,
-                                       label_smoothing=options.label_smoothing)
+                if segment:
+                    loss = segmentation_loss(logits.float(), y, weights, options.label_smoothing)
+                else:
+                    loss = F.cross_entropy(logits.float(), y, weight=weights,
+                                           label_smoothing=options.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
             loss_sum += loss.item() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum().item()
+            hits = (logits.detach().argmax(1) == y).float()
+            correct += hits.flatten(1).mean(1).sum().item() if segment else hits.sum().item()
             seen += len(y)
             if advance:
                 advance(len(y))
         train_seconds = time.monotonic() - epoch_start
 
-        val_logits, val_labels = logits_of(model, val_set, device, dtype)
-        val_loss = float(F.cross_entropy(torch.from_numpy(val_logits),
-                                         torch.from_numpy(val_labels))) if len(val_labels) else 0.0
-        val_metrics = classification_metrics(val_labels, val_logits.argmax(1), classes)
+        val_loss, val_metrics, val_score = _validate(model, val_set, device, dtype, classes,
+                                                     segment)
         row = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
                "train_accuracy": correct / max(seen, 1), "val_loss": val_loss,
-               "val_accuracy": val_metrics["accuracy"], "val_macro_f1": val_metrics["macro_f1"],
+               "val_accuracy": val_metrics["accuracy"],
+               ("val_mean_iou" if segment else "val_macro_f1"): val_score,
                "lr": float(optimizer.param_groups[0]["lr"]),
                "images_per_s": seen * dist_info.world_size / max(train_seconds, 1e-9),
                "seconds": time.monotonic() - epoch_start}
         trainer["history"].append(row)
-        score = val_metrics["macro_f1"] if higher_is_better else -val_loss
+        score = val_score if higher_is_better else -val_loss
         improved = trainer["best_score"] is None or score > trainer["best_score"] + 1e-6
         if improved:
             trainer.update(best_score=score, best_epoch=epoch + 1, bad_epochs=0)
@@ -485,10 +597,10 @@ def _train(data, run_dir, options, dist_info, device, prepare_kwargs, resume, ov
                 save_checkpoint(best_path, state)
             save_checkpoint(last_path, state)
             _write_metrics_csv(os.path.join(run_dir, "metrics.csv"), trainer["history"])
-            logger.info("epoch %d/%d: loss %.4f acc %.3f | val loss %.4f acc %.3f macro-F1 %.3f"
+            logger.info("epoch %d/%d: loss %.4f acc %.3f | val loss %.4f acc %.3f %s %.3f"
                         "%s | %.0f images/s", epoch + 1, options.epochs, row["train_loss"],
-                        row["train_accuracy"], val_loss, row["val_accuracy"],
-                        row["val_macro_f1"], " *" if improved else "", row["images_per_s"])
+                        row["train_accuracy"], val_loss, row["val_accuracy"], score_name,
+                        val_score, " *" if improved else "", row["images_per_s"])
         if on_epoch_end:
             on_epoch_end(row)
         if trainer["stopped_early"] and dist_info.is_main:
@@ -497,11 +609,39 @@ def _train(data, run_dir, options, dist_info, device, prepare_kwargs, resume, ov
 
     if not dist_info.is_main:
         return None
-    metrics = finalise_run(run_dir, model, val_set, data_path, classes, device, dtype, trainer)
+    finalise = finalise_segmentation_run if segment else finalise_run
+    metrics = finalise(run_dir, model, val_set, data_path, classes, device, dtype, trainer)
     return TrainResult(run_dir=run_dir, classes=classes, epochs_run=trainer["epoch"] + 1,
                        best_epoch=trainer["best_epoch"], metrics=metrics,
                        stopped_early=trainer["stopped_early"],
                        elapsed_s=time.monotonic() - started, history=trainer["history"])
+
+
+def finalise_segmentation_run(run_dir: str, model, val_set: PreparedDataset, data_path: str,
+                              classes: list[str], device: torch.device, dtype,
+                              trainer: dict) -> dict:
+    """Pixel metrics of the best U-Net (pooled over its group) on validation and test."""
+    from galcnn.plots import plot_confusion, plot_learning_curves
+
+    best_path = os.path.join(run_dir, "best.pt")
+    state = load_checkpoint(best_path, map_location=device)
+    model.net.load_state_dict(state["model"])
+    cm, _ = pixel_confusion(model, val_set, device, dtype, len(classes))
+    metrics = {"split": "val", **segmentation_metrics(cm, classes),
+               "best_epoch": trainer["best_epoch"], "epochs_run": trainer["epoch"] + 1,
+               "classes": classes}
+    test_set = PreparedDataset(data_path, "test")
+    if len(test_set):
+        test_cm, _ = pixel_confusion(model, test_set, device, dtype, len(classes))
+        metrics["test"] = segmentation_metrics(test_cm, classes)
+    state["card"]["metrics"] = {k: v for k, v in metrics.items() if k != "test"}
+    for key in ("optimizer", "scheduler", "scaler", "rng"):
+        state.pop(key, None)
+    save_checkpoint(best_path, state)
+    _write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    plot_learning_curves(trainer["history"], os.path.join(run_dir, "learning_curves.png"))
+    plot_confusion(cm, classes, os.path.join(run_dir, "confusion_matrix.png"))
+    return metrics
 
 
 def finalise_run(run_dir: str, model, val_set: PreparedDataset, data_path: str,

@@ -48,12 +48,14 @@ def cli(verbose: int, quiet: bool) -> None:
 def _register() -> None:
     from galcnn.cli.prepare import prepare_command
     from galcnn.cli.predict import predict_command
+    from galcnn.cli.segment import segment_command
     from galcnn.cli.train import evaluate_command, train_command
 
     cli.add_command(prepare_command)
     cli.add_command(train_command)
     cli.add_command(evaluate_command)
     cli.add_command(predict_command)
+    cli.add_command(segment_command)
 
 
 _register()

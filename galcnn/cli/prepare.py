@@ -78,6 +78,13 @@ DATA_OPTIONS = LABEL_OPTIONS + [
                  show_default=True, help="Stratified test fraction."),
     click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
                  help="Stored pixel type (float16 halves the disk)."),
+    click.option("--masks", default="none", show_default=True, metavar="none|auto|hdu:NAME",
+                 help="Pixel masks for training a U-Net (train --task segment): auto derives "
+                      "them (sigma-clipped background, threshold, central footprint); hdu:NAME "
+                      "reads extension NAME of each cutout (0 background, 1 the object, "
+                      "2 others)."),
+    click.option("--mask-nsigma", type=click.FloatRange(0, min_open=True), default=2.0,
+                 show_default=True, help="--masks auto: detection threshold in noise sigmas."),
 ]
 
 _LABEL_KEYS = ("labels", "id_column", "label_column", "where", "classes", "band_pattern", "bands")
@@ -98,7 +105,8 @@ def prepare_arguments(params: dict, augment: str = "none", copies: int = 0, seed
                             softening=params["softening"], lower=low, upper=high,
                             contrast=params["zscale_contrast"], log_a=params["log_a"]),
             val_fraction=params["val_fraction"], test_fraction=params["test_fraction"],
-            seed=seed, max_bad_fraction=params["max_bad_fraction"], dtype=params["dtype"])
+            seed=seed, max_bad_fraction=params["max_bad_fraction"], dtype=params["dtype"],
+            masks=params["masks"], mask_nsigma=params["mask_nsigma"])
     except ValueError as exc:
         raise click.UsageError(str(exc))
     return options, {key: params[key] for key in _LABEL_KEYS}
@@ -187,6 +195,9 @@ def report_prepared(result) -> None:
     if result.n_missing:
         out.print(f"Labels with no file: {result.n_missing} (listed in "
                   f"{os.path.join(out_dir, 'missing_files.txt')})")
+    if result.masks != "none":
+        out.print(f"Masks ({result.masks}) stored with every sample under "
+                  f"{os.path.join(out_dir, 'masks')}")
     if result.n_bad_pixels:
         out.print(f"Bad pixels (NaN/inf/BLANK) filled: {result.n_bad_pixels}")
     if result.failures:

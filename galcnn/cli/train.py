@@ -12,7 +12,7 @@ import click
 
 from galcnn.cli.prepare import DATA_OPTIONS, LABEL_OPTIONS, add_options, prepare_arguments
 
-ARCHITECTURES = ("resnet", "cnn")
+ARCHITECTURES = ("auto", "resnet", "cnn", "unet")
 SYMMETRIES = ("auto", "none", "rot90", "dihedral", "rotate")
 
 
@@ -36,12 +36,18 @@ def _parse_pairs(ctx, param, value: str | None):
                    "prepared into RUN/prepared with the data options below.")
 @click.option("-o", "--out", "run_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory: checkpoints, metrics, plots, configuration.")
-@click.option("--arch", type=click.Choice(ARCHITECTURES), default="resnet", show_default=True,
-              help="resnet: residual network; cnn: compact conv/pool/dropout/dense network.")
-@click.option("--width", type=click.IntRange(4), default=32, show_default=True,
-              help="Channels of the first stage (doubling per stage).")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.3,
-              show_default=True)
+@click.option("--task", type=click.Choice(("classify", "segment")), default="classify",
+              show_default=True, help="classify: one class per cutout; segment: a U-Net that "
+                                      "labels every pixel (needs masks: prepare --masks).")
+@click.option("--arch", type=click.Choice(ARCHITECTURES), default="auto", show_default=True,
+              help="resnet: residual network; cnn: compact conv/pool/dropout/dense network; "
+                   "unet: for --task segment. auto: resnet, or unet to segment.")
+@click.option("--width", type=click.IntRange(4), default=None,
+              help="Channels of the first stage, doubling per stage [default: 32; U-Net 16].")
+@click.option("--depth", type=click.IntRange(1, 6), default=3, show_default=True,
+              help="U-Net: number of down-sampling levels.")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="[default: 0.3; U-Net 0]")
 @click.option("--symmetry", type=click.Choice(SYMMETRIES), default="auto", show_default=True,
               help="Group for on-the-fly augmentation and prediction pooling. auto: dihedral "
                    "when classes come in mirror pairs (spiral_cw/spiral_acw, swapped under "
@@ -49,7 +55,7 @@ def _parse_pairs(ctx, param, value: str | None):
 @click.option("--mirror-pairs", callback=_parse_pairs, metavar="A:B,...|none",
               help="Classes a reflection exchanges (default: found by name, e.g. "
                    "spiral_cw:spiral_acw).")
-@click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=50, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True,
               help="Global batch size (split over processes under torchrun).")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True,
@@ -65,10 +71,11 @@ def _parse_pairs(ctx, param, value: str | None):
                                       "frequency), so rare classes are not ignored.")
 @click.option("--balanced-sampling", is_flag=True,
               help="Draw training batches with equal probability per class.")
-@click.option("--monitor", type=click.Choice(("macro_f1", "loss")), default="macro_f1",
-              show_default=True, help="Validation figure for the best checkpoint and early "
-                                      "stopping.")
-@click.option("--patience", type=click.IntRange(1), default=10, show_default=True,
+@click.option("--monitor", type=click.Choice(("auto", "macro_f1", "mean_iou", "loss")),
+              default="auto", show_default=True,
+              help="Validation figure for the best checkpoint and early stopping; auto: "
+                   "macro_f1 (classify) or mean_iou (segment).")
+@click.option("--patience", type=click.IntRange(1), default=15, show_default=True,
               help="Stop after this many epochs without improvement.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for the split, initialisation, order and augmentation.")
@@ -87,7 +94,7 @@ def _parse_pairs(ctx, param, value: str | None):
 @click.option("--overwrite", is_flag=True, help="Start again in a run directory that holds "
                                                 "a run.")
 @add_options(DATA_OPTIONS)
-def train_command(data, run_dir, arch, width, dropout, symmetry, mirror_pairs, epochs,
+def train_command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_pairs, epochs,
                   batch_size, lr, weight_decay, schedule, warmup_epochs, label_smoothing,
                   class_weights, balanced_sampling, monitor, patience, seed, device, no_amp,
                   workers, init_from, freeze, resume, overwrite, **data_params):
@@ -97,13 +104,14 @@ def train_command(data, run_dir, arch, width, dropout, symmetry, mirror_pairs, e
     Examples:
       galcnn train --data prepared/sim --out runs/sim --epochs 5
       galcnn train --data cutouts/ --out run/
+      galcnn train --data prepared/sim-masks --out runs/unet --task segment
       torchrun --nproc_per_node 4 -m galcnn train --data prepared/gz1 --out runs/gz1
     """
     from galcnn.checkpoint import CheckpointError
     from galcnn.train import TrainError, TrainOptions, train
 
     options = TrainOptions(
-        arch=arch, width=width, dropout=dropout, symmetry=symmetry, mirror_pairs=mirror_pairs,
+        task=task, arch=arch, width=width, depth=depth, dropout=dropout, symmetry=symmetry, mirror_pairs=mirror_pairs,
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
         schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
         class_weights=class_weights, balanced_sampling=balanced_sampling, monitor=monitor,
@@ -161,6 +169,18 @@ def _metrics_table(metrics: dict, title: str):
     return table
 
 
+def _iou_table(metrics: dict, title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("class", "IoU", "recall", "pixels"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, values in metrics["per_class"].items():
+        table.add_row(name, f"{values['iou']:.3f}", f"{values['recall']:.3f}",
+                      str(values["support"]))
+    return table
+
+
 def _report_training(result) -> None:
     from rich.console import Console
 
@@ -169,6 +189,10 @@ def _report_training(result) -> None:
     stop = " (early stop)" if result.stopped_early else ""
     out.print(f"Trained {result.epochs_run} epoch(s){stop} in {result.elapsed_s / 60:.1f} min; "
               f"best epoch {result.best_epoch}, saved to [bold]{result.run_dir}/best.pt[/]")
+    if "mean_iou" in metrics:
+        out.print(_iou_table(metrics, "Validation split, best epoch (pixels)"))
+        out.print(f"pixel accuracy {metrics['accuracy']:.3f}   mean IoU {metrics['mean_iou']:.3f}")
+        return
     out.print(_metrics_table(metrics, "Validation split, best epoch"))
     out.print(f"accuracy {metrics['accuracy']:.3f}   macro-F1 {metrics['macro_f1']:.3f}   "
               f"ECE {metrics['ece_before']:.3f} -> {metrics['ece_after']:.3f} after temperature "

@@ -1,0 +1,88 @@
+"""``galcnn segment``: option parsing and reporting around :func:`galcnn.segment.segment`."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import ExitStack
+
+import click
+
+
+@click.command("segment")
+@click.argument("model", type=click.Path(exists=True))
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for <name>.seg.fits, <name>.cat.csv and segment.csv (created).")
+@click.option("--hdu", default=None, metavar="N|EXTNAME",
+              help="Image HDU to segment [default: every image HDU of each file].")
+@click.option("--tile", type=click.IntRange(8), default=256, show_default=True,
+              help="Core tile size in pixels (memory per tile; the result does not depend "
+                   "on it).")
+@click.option("--halo", type=click.IntRange(0), default=None,
+              help="Context around each tile [default: the U-Net's receptive radius, exact].")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              default=None, help="Foreground where 1 - p(background) >= this [default: the "
+                                 "most probable class].")
+@click.option("--min-area", type=click.IntRange(1), default=5, show_default=True,
+              help="Drop objects with fewer pixels.")
+@click.option("--watershed", is_flag=True, help="Split touching objects (distance-transform "
+                                                "watershed).")
+@click.option("--tta", is_flag=True, help="Average the maps over the model's symmetry group.")
+@click.option("--catalogue-format", type=click.Choice(("csv", "fits")), default="csv",
+              show_default=True)
+@click.option("--overlay", is_flag=True, help="Also write <name>.png: image, outlines, boxes.")
+@click.option("--overwrite", is_flag=True, help="Redo inputs whose output exists [default: "
+                                                "skip them, so a run can resume].")
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
+              help="Tiles per forward pass.")
+@click.option("--device", type=click.Choice(("auto", "cpu", "cuda", "mps")), default="auto",
+              show_default=True)
+@click.option("--no-amp", is_flag=True, help="Full float32 on GPUs.")
+def segment_command(model, inputs, out_dir, hdu, tile, halo, threshold, min_area, watershed,
+                    tta, catalogue_format, overlay, overwrite, batch_size, device, no_amp):
+    """U-Net probability maps, masks, object label maps and catalogues for INPUTS.
+
+    \b
+    Each image HDU gives OUT_DIR/<name>.seg.fits (the input header and WCS; HDUs PROB, MASK,
+    LABELS, COVERAGE; provenance keywords) and <name>.cat.csv (one row per object:
+    id, x, y, ra, dec, area, bbox, flux, predicted, p_<class>...). The input is never
+    changed. Exit status 0: all inputs segmented; 3: some failed (see segment.csv).
+
+    \b
+    Examples:
+      galcnn segment runs/unet sample_data/field.fits.fz --hdu SCI -o seg/ --overlay
+      galcnn segment runs/unet survey/*.fits.fz -o seg/ --tile 512 --threshold 0.5
+    """
+    from rich.console import Console
+
+    from galcnn.cli.main import EXIT_SOME_FAILED
+    from galcnn.fitsio import parse_hdu
+    from galcnn.progress import progress_reporter
+    from galcnn.segment import SegmentError, SegmentOptions, segment
+
+    options = SegmentOptions(tile=tile, halo=halo, batch_size=batch_size, threshold=threshold,
+                             min_area=min_area, watershed=watershed, tta=tta,
+                             hdu=parse_hdu(hdu), catalogue_format=catalogue_format,
+                             overlay=overlay, overwrite=overwrite, device=device,
+                             amp=not no_amp)
+    with ExitStack() as stack:
+        def reporter(total: int):
+            return stack.enter_context(progress_reporter(total, "segment", unit="files"))
+
+        try:
+            result = segment(model, list(inputs), out_dir, options, progress=reporter)
+        except SegmentError as exc:
+            raise click.ClickException(str(exc))
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    for path, problem in result.failures[:50]:
+        err.print(f"galcnn segment: {path}: {problem}", markup=False)
+    if result.n_failed > 50:
+        err.print(f"galcnn segment: ... and {result.n_failed - 50} more (see segment.csv)")
+    out = Console(highlight=False, soft_wrap=True)
+    rate = result.megapixels / max(result.elapsed_s, 1e-9)
+    out.print(f"Segmented {result.n_images} image(s), {result.megapixels:.2f} Mpix, "
+              f"{result.n_objects} objects in {result.elapsed_s:.1f} s ({rate:.2f} Mpix/s) "
+              f"into [bold]{result.out_dir}[/]; skipped (existing): {result.n_skipped}; "
+              f"failed: {result.n_failed}")
+    if result.n_failed:
+        sys.exit(EXIT_SOME_FAILED)
