@@ -76,15 +76,20 @@ def forward_rate(model_path: str, files: list[str], batch_size: int, device: tor
 
 
 def peak_memory_mb(model: str, files: list[str], batch_size: int, device: str, tmp: str) -> dict:
-    """Peak RSS (MB) of a fresh process predicting ``files`` (main process; reading workers)."""
+    """Peak RSS (MB) of a fresh process predicting ``files`` (main process; reading workers).
+
+    The main figure is VmHWM from /proc: ``ru_maxrss`` of a child started from this process
+    would include this (large) process's size from before ``exec``."""
     listing = os.path.join(tmp, f"mem-{len(files)}.txt")
     with open(listing, "w") as handle:
         handle.writelines(f"{f}\n" for f in files)
     code = ("import json, resource, sys; from galcnn.predict import predict, PredictOptions; "
             f"predict({model!r}, ['@{listing}'], {os.path.join(tmp, 'mem.csv')!r}, "
             f"PredictOptions(batch_size={batch_size}, device={device!r}), overwrite=True); "
-            "print(json.dumps([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
-            "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
+            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]; "
+            "peak = int(hwm[0].split()[1]) if hwm else "
+            "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+            "print(json.dumps([peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     main_kb, child_kb = json.loads(done.stdout.strip().splitlines()[-1])

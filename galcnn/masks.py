@@ -15,7 +15,7 @@ from skimage import measure
 
 __all__ = ["MASK_BACKGROUND", "MASK_CENTRAL", "MASK_OTHER", "derive_mask",
            "segmentation_classes", "mask_to_target", "parse_mask_source", "read_mask_hdu",
-           "drop_small"]
+           "drop_small", "detect"]
 
 MASK_BACKGROUND, MASK_CENTRAL, MASK_OTHER = 0, 1, 2
 BACKGROUND, OTHER = "background", "other"
@@ -54,15 +54,12 @@ def read_mask_hdu(path: str, hdu: str, shape: tuple[int, int]) -> np.ndarray:
     return np.minimum(data, MASK_OTHER).astype(np.uint8)
 
 
-def derive_mask(data: np.ndarray, *, nsigma: float = 2.0, min_pixels: int = 5,
-                central_radius: float = 0.1) -> np.ndarray:
-    """A 0/1/2 mask from the image alone, as a detection pipeline would draw it.
+def detect(data: np.ndarray, *, nsigma: float = 2.0, min_pixels: int = 5) -> np.ndarray:
+    """Classical detection: int32 map of connected footprints above ``nsigma`` noise.
 
     Background and noise come from sigma-clipped statistics of the band-mean image; pixels
-    ``nsigma`` above the background (after a light 3x3 smoothing that suppresses single-pixel
-    noise peaks) are grouped into 8-connected footprints, footprints smaller than
-    ``min_pixels`` are dropped, and the footprint that reaches nearest to the centre (within
-    ``central_radius`` of the cutout's side) is the central object; all others are "other".
+    ``nsigma`` above the background after a 3x3 mean (which suppresses single-pixel noise
+    peaks) are grouped into 8-connected footprints of at least ``min_pixels`` pixels.
     """
     image = np.asarray(data, dtype=np.float32)
     image = image.mean(axis=0) if image.ndim == 3 else image
@@ -75,7 +72,17 @@ def derive_mask(data: np.ndarray, *, nsigma: float = 2.0, min_pixels: int = 5,
     smooth = _box3(filled - median)
     noise_smooth = (noise or 1.0) / 3.0  # a 3x3 mean of white noise has a third the sigma
     detected = smooth > nsigma * max(noise_smooth, 1e-12)
-    labels = drop_small(measure.label(detected, connectivity=2), min_pixels)
+    return drop_small(measure.label(detected, connectivity=2).astype(np.int32), min_pixels)
+
+
+def derive_mask(data: np.ndarray, *, nsigma: float = 2.0, min_pixels: int = 5,
+                central_radius: float = 0.1) -> np.ndarray:
+    """A 0/1/2 mask from the image alone, as a detection pipeline would draw it.
+
+    Footprints come from :func:`detect`; the one that reaches nearest to the centre (within
+    ``central_radius`` of the cutout's side) is the central object; all others are "other".
+    """
+    labels = detect(data, nsigma=nsigma, min_pixels=min_pixels)
     mask = np.where(labels > 0, MASK_OTHER, MASK_BACKGROUND).astype(np.uint8)
     if labels.max() == 0:
         return mask

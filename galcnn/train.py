@@ -158,15 +158,21 @@ def class_weights_for(counts: np.ndarray, mode: str) -> torch.Tensor | None:
 
 
 def resolve_symmetry(symmetry: str, classes: list[str],
-                     mirror_pairs: list[tuple[str, str]] | None) -> tuple[str, list]:
+                     mirror_pairs: list[tuple[str, str]] | None,
+                     any_angle: bool = True) -> tuple[str, list]:
     """``auto`` is the dihedral group when classes come in mirror-image pairs (a reflection then
-    also swaps the labels), else the 90-degree rotations, which never change a class."""
+    also swaps the labels), else rotations by any angle (``rotate``; ``rot90`` where
+    ``any_angle`` is False), which never change a class.
+
+    Any-angle rotations matter for small sets: on MiraBest (818 training sources) they took
+    validation accuracy from 0.729 (dihedral) to 0.750, and 0.773 to 0.845 on confident
+    sources, in 30-epoch runs of the default network (bench/RESULTS.md)."""
     pairs = find_mirror_pairs(classes) if mirror_pairs is None else list(mirror_pairs)
     for a, b in pairs:
         if a not in classes or b not in classes:
             raise TrainError(f"--mirror-pairs {a}:{b}: both must be classes ({', '.join(classes)})")
     if symmetry == "auto":
-        symmetry = "dihedral" if pairs else "rot90"
+        symmetry = "dihedral" if pairs else "rotate" if any_angle else "rot90"
     return symmetry, pairs if symmetry == "dihedral" else []
 
 
@@ -444,7 +450,8 @@ def _train(data, run_dir, options, dist_info, device, prepare_kwargs, resume, ov
     train_labels = train_set.labels
     counts = (_pixel_counts(train_set, len(classes)) if segment
               else np.bincount(train_labels, minlength=len(classes)))
-    symmetry, pairs = resolve_symmetry(options.symmetry, cutout_classes, options.mirror_pairs)
+    symmetry, pairs = resolve_symmetry(options.symmetry, cutout_classes, options.mirror_pairs,
+                                       any_angle=not segment)
     swap = mirror_permutation(classes, pairs) if pairs else None
     size = list(metadata["size"])
     elements = elements_of(symmetry, size)

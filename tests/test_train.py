@@ -145,7 +145,7 @@ def test_cli_train_on_raw_cutouts_then_evaluate(tmp_path):
     meta = json.load(open(run / "prepared" / "metadata.json"))
     assert meta["size"] == [32, 32] and meta["classes"] == ["edge_on", "elliptical"]
     card = load_checkpoint(str(run))["card"]
-    assert card["symmetry"] == "rot90" and card["prepare"]["size"] == [32, 32]
+    assert card["symmetry"] == "rotate" and card["prepare"]["size"] == [32, 32]
 
     out = tmp_path / "metrics.json"
     result = runner.invoke(cli, ["evaluate", str(run), str(raw), "--json", str(out)])

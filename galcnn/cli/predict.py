@@ -80,7 +80,7 @@ def predict_command(model, inputs, out_path, fmt, tta, mc_dropout, shard, resume
         err.print(f"galcnn predict: {path}: {problem}", markup=False)
     if len(result.failures) > 50:
         err.print(f"galcnn predict: ... and {len(result.failures) - 50} more (status column)")
-    out = Console(highlight=False)
+    out = Console(highlight=False, soft_wrap=True)
     part = f" (shard {chosen[0]}/{chosen[1]})" if chosen else ""
     resumed = (f", {result.n_skipped_resume} kept from the interrupted run"
                if result.n_skipped_resume else "")

@@ -165,7 +165,7 @@ def report_prepared(result) -> None:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     for path, problem in result.failures:
         err.print(f"galcnn prepare: {path}: {problem}", markup=False)
-    out = Console(highlight=False)
+    out = Console(highlight=False, soft_wrap=True)
     height, width = result.size
     out.print(f"Prepared [bold]{result.n_samples}[/] samples from {result.n_sources} inputs "
               f"into [bold]{result.out_dir}[/] ({result.n_bands} band(s), {width}x{height} px, "

@@ -51,7 +51,8 @@ def _parse_pairs(ctx, param, value: str | None):
 @click.option("--symmetry", type=click.Choice(SYMMETRIES), default="auto", show_default=True,
               help="Group for on-the-fly augmentation and prediction pooling. auto: dihedral "
                    "when classes come in mirror pairs (spiral_cw/spiral_acw, swapped under "
-                   "reflection), else rot90. rot90 and rotate never flip.")
+                   "reflection), else rotate (any angle in training, pooled over right "
+                   "angles; rot90 for --task segment). rot90 and rotate never flip.")
 @click.option("--mirror-pairs", callback=_parse_pairs, metavar="A:B,...|none",
               help="Classes a reflection exchanges (default: found by name, e.g. "
                    "spiral_cw:spiral_acw).")
@@ -185,7 +186,7 @@ def _report_training(result) -> None:
     from rich.console import Console
 
     metrics = result.metrics
-    out = Console(highlight=False)
+    out = Console(highlight=False, soft_wrap=True)
     stop = " (early stop)" if result.stopped_early else ""
     out.print(f"Trained {result.epochs_run} epoch(s){stop} in {result.elapsed_s / 60:.1f} min; "
               f"best epoch {result.best_epoch}, saved to [bold]{result.run_dir}/best.pt[/]")
@@ -238,7 +239,7 @@ def evaluate_command(model, data, split, tta, json_path, device, batch_size, wor
                            batch_size=batch_size, workers=workers, prepare_kwargs=label_params)
     except (CheckpointError, EvaluateError, ValueError) as exc:
         raise click.ClickException(str(exc))
-    out = Console(highlight=False)
+    out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False)
     for failure in metrics["failures"]:
         err.print(f"galcnn evaluate: {failure['file']}: {failure['problem']}", markup=False)
