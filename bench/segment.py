@@ -93,6 +93,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def quality(run: str, tmp: str, n_fields: int, device: str) -> list[dict]:
+    pixel_classes = load_model(run)[1]["classes"]
     rows = []
     for low, high in SNR_BINS:
         sums: dict[str, list[float]] = {}
@@ -114,9 +115,10 @@ def quality(run: str, tmp: str, n_fields: int, device: str) -> list[dict]:
                       "classic_galaxy_iou": _iou(classic > 0, truth)}
             values["unet_completeness"], values["unet_purity"] = _objects_found(unet_labels, objects)
             values["classic_completeness"], values["classic_purity"] = _objects_found(classic, objects)
-            for c, name in enumerate(CLASSES, start=1):
+            for c, name in enumerate(CLASSES, start=1):  # class_map: 1 + CLASSES.index
                 if (class_map == c).any():
-                    values[f"iou_{name}"] = _iou(mask == c, class_map == c)
+                    values[f"iou_{name}"] = _iou(mask == pixel_classes.index(name),
+                                                 class_map == c)
             for key, value in values.items():
                 sums.setdefault(key, []).append(value)
         row = {"snr": f"{low:g}-{high:g}",
