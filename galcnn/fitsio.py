@@ -128,13 +128,18 @@ def _describe_exception(exc: Exception, path: str) -> str:
     return f"unreadable FITS ({type(exc).__name__}: {text.splitlines()[0] if text else 'no detail'})"
 
 
-def _read_one(path: str, hdu: int | str | None) -> tuple[np.ndarray, np.ndarray, int, str, fits.Header]:
+def _check_file(path: str) -> None:
+    """One-line reasons for the paths that are not worth handing to astropy."""
     if not os.path.exists(path):
         raise FitsReadError(path, "file not found")
     if os.path.isdir(path):
         raise FitsReadError(path, "is a directory, not a FITS file")
     if os.path.getsize(path) == 0:
         raise FitsReadError(path, "empty file (0 bytes)")
+
+
+def _read_one(path: str, hdu: int | str | None) -> tuple[np.ndarray, np.ndarray, int, str, fits.Header]:
+    _check_file(path)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", AstropyWarning)
@@ -287,12 +292,7 @@ def image_hdus(path: str, hdu: int | str | None = None
 
     The caller closes the returned HDU list. Raises :class:`FitsReadError`.
     """
-    if not os.path.exists(path):
-        raise FitsReadError(path, "file not found")
-    if os.path.isdir(path):
-        raise FitsReadError(path, "is a directory, not a FITS file")
-    if os.path.getsize(path) == 0:
-        raise FitsReadError(path, "empty file (0 bytes)")
+    _check_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)

@@ -122,14 +122,8 @@ class ResNet(nn.Module):
         return self.head(self.pool(self.features(x)))
 
 
-class SymmetryPooled(nn.Module):
-    """Average a network's logits over the transformed copies of its input (Dieleman et al.
-    2015), so the prediction is invariant to the group.
-
-    ``mirror_swap`` is a permutation of the classes that a reflection exchanges (``spiral_cw``
-    and ``spiral_acw``): the logits of a reflected copy are permuted back before averaging, which
-    makes the model *equivariant* in the right way instead of blind to winding sense.
-    """
+class _GroupPooled(nn.Module):
+    """A network with the group elements it pools over and the class swap of reflections."""
 
     def __init__(self, net: nn.Module, elements: list[tuple[int, bool]],
                  mirror_swap: list[int] | None = None):
@@ -138,6 +132,16 @@ class SymmetryPooled(nn.Module):
         self.elements = [(int(k), bool(f)) for k, f in elements]
         self.register_buffer("mirror_swap", torch.tensor(mirror_swap or [], dtype=torch.long),
                              persistent=False)
+
+
+class SymmetryPooled(_GroupPooled):
+    """Average a network's logits over the transformed copies of its input (Dieleman et al.
+    2015), so the prediction is invariant to the group.
+
+    ``mirror_swap`` is a permutation of the classes that a reflection exchanges (``spiral_cw``
+    and ``spiral_acw``): the logits of a reflected copy are permuted back before averaging, which
+    makes the model *equivariant* in the right way instead of blind to winding sense.
+    """
 
     def forward(self, x: torch.Tensor, pooled: bool = True) -> torch.Tensor:
         if not pooled or len(self.elements) == 1:
@@ -213,17 +217,9 @@ class UNet(nn.Module):
         return self.head(x)[..., :height, :width]
 
 
-class DensePooled(nn.Module):
+class DensePooled(_GroupPooled):
     """Average per-pixel logits over the transformed copies of the input, each mapped back to
     the input's orientation (and mirror-image classes swapped for reflected copies)."""
-
-    def __init__(self, net: UNet, elements: list[tuple[int, bool]],
-                 mirror_swap: list[int] | None = None):
-        super().__init__()
-        self.net = net
-        self.elements = [(int(k), bool(f)) for k, f in elements]
-        self.register_buffer("mirror_swap", torch.tensor(mirror_swap or [], dtype=torch.long),
-                             persistent=False)
 
     def forward(self, x: torch.Tensor, pooled: bool = True) -> torch.Tensor:
         if not pooled or len(self.elements) == 1:

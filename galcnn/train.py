@@ -628,8 +628,6 @@ def finalise_segmentation_run(run_dir: str, model, val_set: PreparedDataset, dat
                               classes: list[str], device: torch.device, dtype,
                               trainer: dict) -> dict:
     """Pixel metrics of the best U-Net (pooled over its group) on validation and test."""
-    from galcnn.plots import plot_confusion, plot_learning_curves
-
     best_path = os.path.join(run_dir, "best.pt")
     state = load_checkpoint(best_path, map_location=device)
     model.net.load_state_dict(state["model"])
@@ -641,21 +639,27 @@ def finalise_segmentation_run(run_dir: str, model, val_set: PreparedDataset, dat
     if len(test_set):
         test_cm, _ = pixel_confusion(model, test_set, device, dtype, len(classes))
         metrics["test"] = segmentation_metrics(test_cm, classes)
+    _write_final(run_dir, state, metrics, trainer["history"], cm, classes)
+    return metrics
+
+
+def _write_final(run_dir: str, state: dict, metrics: dict, history: list[dict], cm,
+                 classes: list[str]) -> None:
+    """best.pt without the resume-only states and with the final metrics, metrics.json, plots."""
+    from galcnn.plots import plot_confusion, plot_learning_curves
+
     state["card"]["metrics"] = {k: v for k, v in metrics.items() if k != "test"}
     for key in ("optimizer", "scheduler", "scaler", "rng"):
         state.pop(key, None)
-    save_checkpoint(best_path, state)
+    save_checkpoint(os.path.join(run_dir, "best.pt"), state)
     _write_json(os.path.join(run_dir, "metrics.json"), metrics)
-    plot_learning_curves(trainer["history"], os.path.join(run_dir, "learning_curves.png"))
-    plot_confusion(cm, classes, os.path.join(run_dir, "confusion_matrix.png"))
-    return metrics
+    plot_learning_curves(history, os.path.join(run_dir, "learning_curves.png"))
+    plot_confusion(np.asarray(cm), classes, os.path.join(run_dir, "confusion_matrix.png"))
 
 
 def finalise_run(run_dir: str, model, val_set: PreparedDataset, data_path: str,
                  classes: list[str], device: torch.device, dtype, trainer: dict) -> dict:
     """Calibrate the best model on the validation split; write metrics.json and the plots."""
-    from galcnn.plots import plot_confusion, plot_learning_curves
-
     best_path = os.path.join(run_dir, "best.pt")
     state = load_checkpoint(best_path, map_location=device)
     model.net.load_state_dict(state["model"])
@@ -674,12 +678,6 @@ def finalise_run(run_dir: str, model, val_set: PreparedDataset, data_path: str,
                            "ece": expected_calibration_error(softmax(test_logits, temperature),
                                                              test_labels)}
     state["card"]["temperature"] = temperature
-    state["card"]["metrics"] = {k: v for k, v in metrics.items() if k != "test"}
-    for key in ("optimizer", "scheduler", "scaler", "rng"):
-        state.pop(key, None)
-    save_checkpoint(best_path, state)
-    _write_json(os.path.join(run_dir, "metrics.json"), metrics)
-    plot_learning_curves(trainer["history"], os.path.join(run_dir, "learning_curves.png"))
-    plot_confusion(np.array(metrics["confusion_matrix"]), classes,
-                   os.path.join(run_dir, "confusion_matrix.png"))
+    _write_final(run_dir, state, metrics, trainer["history"], metrics["confusion_matrix"],
+                 classes)
     return metrics
