@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import tempfile
 
-import numpy as np
 
 from galcnn.checkpoint import load_model
 from galcnn.dataset import PreparedDataset, is_prepared_dataset
