@@ -414,14 +414,32 @@ def _write_outputs(path: str, header: fits.Header, probs, mask, labels, coverage
     mask_header = wcs.copy()
     for i, name in enumerate(net.classes):
         mask_header[f"CLASS{i}"] = (name, f"pixel value {i}")
-    hdus = fits.HDUList([
-        primary,
-        fits.ImageHDU(np.asarray(probs), header=prob_header, name="PROB"),
-        fits.ImageHDU(mask, header=mask_header, name="MASK"),
-        fits.ImageHDU(labels, header=wcs.copy(), name="LABELS"),
-        fits.ImageHDU(coverage, header=wcs.copy(), name="COVERAGE"),
-    ])
-    _atomic(path, lambda tmp: hdus.writeto(tmp, overwrite=True))
+    extensions = [(probs, prob_header, "PROB"), (mask, mask_header, "MASK"),
+                  (labels, wcs.copy(), "LABELS"), (coverage, wcs.copy(), "COVERAGE")]
+
+    def write(tmp: str) -> None:
+        fits.HDUList([primary]).writeto(tmp, overwrite=True)
+        for array, header, name in extensions:
+            _stream_image_hdu(tmp, array, header, name)
+
+    _atomic(path, write)
+
+
+def _stream_image_hdu(path: str, array: np.ndarray, extra: fits.Header, name: str,
+                      rows: int = 512) -> None:
+    """Append ``array`` as an image extension in blocks of rows, so that neither the array
+    (possibly memory-mapped) nor its big-endian copy is ever held whole in memory."""
+    header = fits.ImageHDU(data=np.zeros((1,) * array.ndim, dtype=array.dtype),
+                           name=name).header.copy()
+    for axis, length in enumerate(reversed(array.shape)):
+        header[f"NAXIS{axis + 1}"] = length
+    header.extend(extra, unique=True)
+    stream = fits.StreamingHDU(path, header)
+    planes = array.reshape(-1, *array.shape[-2:])
+    for plane in planes:
+        for start in range(0, plane.shape[0], rows):
+            stream.write(np.ascontiguousarray(plane[start:start + rows]))
+    stream.close()
 
 
 def _atomic(path: str, write: Callable[[str], None]) -> None:
