@@ -99,7 +99,7 @@ def train_command(data, run_dir, task, arch, width, depth, dropout, symmetry, mi
                   batch_size, lr, weight_decay, schedule, warmup_epochs, label_smoothing,
                   class_weights, balanced_sampling, monitor, patience, seed, device, no_amp,
                   workers, init_from, freeze, resume, overwrite, **data_params):
-    """Train a morphology classifier on a prepared dataset or a directory of cutouts.
+    """Train a morphology classifier (or a U-Net: --task segment) on prepared or raw cutouts.
 
     \b
     Examples:
