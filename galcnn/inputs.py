@@ -69,11 +69,13 @@ def _read_list_file(list_path: str) -> list[str]:
     return entries
 
 
-def expand_inputs(inputs: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
+def expand_inputs(inputs: list[str] | tuple[str, ...], *, require_any: bool = False
+                  ) -> list[tuple[str, str]]:
     """Return ``(file, root)`` pairs: directories recursively, globs, and ``@list`` files.
 
     A named file that does not exist is kept, so that it gets its own error row rather than
-    vanishing; a glob or directory that matches nothing raises ValueError.
+    vanishing; a glob or directory that matches nothing raises ValueError, and so does an
+    empty result when ``require_any``.
     """
     pairs: list[tuple[str, str]] = []
     for item in inputs:
@@ -105,6 +107,8 @@ def expand_inputs(inputs: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
         if key not in seen:
             seen.add(key)
             unique.append((path, root))
+    if require_any and not unique:
+        raise ValueError("no input files given")
     return unique
 
 

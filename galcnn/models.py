@@ -56,6 +56,18 @@ def _stem(n_bands: int, width: int, size: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _features(n_bands: int, width: int, size: Sequence[int], stage) -> tuple[nn.Sequential, int]:
+    """The stem, then stages that halve the map with widths doubling up to 8x ``width``;
+    ``stage(c_in, c_out)`` returns one stage's modules. Returns the stack and its channels."""
+    layers: list[nn.Module] = [_stem(n_bands, width, size)]
+    channels = width
+    for index in range(_n_stages(size, _stem_stride(size))):
+        out = width * 2 ** min(index, 3)
+        layers += stage(channels, out)
+        channels = out
+    return nn.Sequential(*layers), channels
+
+
 class CompactCNN(nn.Module):
     """Convolution, ReLU and max-pooling stages, then dropout and dense layers.
 
@@ -67,14 +79,9 @@ class CompactCNN(nn.Module):
     def __init__(self, n_bands: int, n_classes: int, size: Sequence[int], width: int = 32,
                  dropout: float = 0.3):
         super().__init__()
-        stride = _stem_stride(size)
-        layers: list[nn.Module] = [_stem(n_bands, width, size)]
-        channels = width
-        for stage in range(_n_stages(size, stride)):
-            out = width * 2 ** min(stage, 3)
-            layers += [_conv_bn_relu(channels, out), nn.MaxPool2d(2)]
-            channels = out
-        self.features = nn.Sequential(*layers)
+        self.features, channels = _features(
+            n_bands, width, size, lambda c_in, c_out: [_conv_bn_relu(c_in, c_out),
+                                                       nn.MaxPool2d(2)])
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, 128),
                                   nn.ReLU(inplace=True), nn.Dropout(dropout),
@@ -107,14 +114,9 @@ class ResNet(nn.Module):
     def __init__(self, n_bands: int, n_classes: int, size: Sequence[int], width: int = 32,
                  dropout: float = 0.3):
         super().__init__()
-        stride = _stem_stride(size)
-        layers: list[nn.Module] = [_stem(n_bands, width, size)]
-        channels = width
-        for stage in range(_n_stages(size, stride)):
-            out = width * 2 ** min(stage, 3)
-            layers += [BasicBlock(channels, out, 2), BasicBlock(out, out, 1)]
-            channels = out
-        self.features = nn.Sequential(*layers)
+        self.features, channels = _features(
+            n_bands, width, size, lambda c_in, c_out: [BasicBlock(c_in, c_out, 2),
+                                                       BasicBlock(c_out, c_out, 1)])
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, n_classes))
 

@@ -454,11 +454,9 @@ def prepare(inputs: list[str], out_dir: str, *, labels: str | None = None,
     if os.path.exists(out_dir) and not overwrite:
         raise PrepareError(f"{out_dir} already exists; use --overwrite to replace it")
     try:
-        pairs = expand_inputs(inputs)
+        pairs = expand_inputs(inputs, require_any=True)
     except ValueError as exc:
         raise PrepareError(str(exc)) from exc
-    if not pairs:
-        raise PrepareError("no input files given")
     failures: list[tuple[str, str]] = []
     if band_pattern:
         try:

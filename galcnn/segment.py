@@ -540,11 +540,9 @@ def segment(model_path: str, inputs: list[str], out_dir: str,
     options.check()
     net = _load(model_path, options)
     try:
-        pairs = expand_inputs(inputs)
+        pairs = expand_inputs(inputs, require_any=True)
     except ValueError as exc:
         raise SegmentError(str(exc)) from exc
-    if not pairs:
-        raise SegmentError("no input files given")
     os.makedirs(out_dir, exist_ok=True)
     result = SegmentResult(out_dir=out_dir)
     log_path = os.path.join(out_dir, "segment.csv")
