@@ -1,6 +1,6 @@
-"""Allow ``python -m galcnn``."""
+"""Allow ``python -m galcnn`` (and ``torchrun -m galcnn``)."""
 
-from galcnn.cli.main import cli
+from galcnn.cli import cli
 
 if __name__ == "__main__":
     cli()

@@ -1,10 +1,10 @@
 """Checkpoints that carry everything a later command needs, loaded without running pickled code.
 
 A checkpoint is a dict of tensors and plain Python values (``torch.load(weights_only=True)``
-accepts nothing else): ``card`` (the model card: classes, bands, size, stretch, architecture,
-symmetry, temperature, metrics, provenance), ``model`` (weights) and, for resuming, the
-optimizer, scheduler, scaler and RNG states. It is written to a temporary file and renamed, so
-a job killed while saving leaves the previous checkpoint intact.
+accepts nothing else): ``card`` (:class:`galcnn.card.ModelCard` as plain values), ``model``
+(the network's weights) and, in ``last.pt``, the optimizer, scheduler, scaler and RNG states
+and the training history for resuming. It is written to a temporary file and renamed, so a
+job killed while saving leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -16,17 +16,20 @@ import zipfile
 
 import torch
 
-from galcnn.models import SymmetryPooled, build_model
+from galcnn.card import ModelCard
+from galcnn.data.atomic import atomic_output
+from galcnn.errors import GalcnnError
+from galcnn.models import GroupPooled, create_model
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint",
-           "load_model", "resolve_checkpoint", "file_checksum"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_model", "build_model",
+           "resolve_checkpoint", "file_checksum"]
 
 CHECKPOINT_FORMAT = "galcnn-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 
 
-class CheckpointError(ValueError):
-    """The file is missing, unreadable, or not a galcnn checkpoint."""
+class CheckpointError(GalcnnError):
+    """The file is missing, unreadable, or not a usable galcnn checkpoint."""
 
 
 def resolve_checkpoint(path: str) -> str:
@@ -42,46 +45,68 @@ def resolve_checkpoint(path: str) -> str:
     return path
 
 
-def save_checkpoint(path: str, state: dict) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        torch.save({"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, **state},
-                   tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def save_checkpoint(path: str, card: ModelCard, weights: dict, **state) -> None:
+    """Write ``card``, the network ``weights`` and any resume ``state`` atomically."""
+    with atomic_output(path) as tmp:
+        torch.save({"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
+                    "card": card.to_dict(), "model": weights, **state}, tmp)
 
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict:
-    """Load with ``weights_only=True``; anything else than a galcnn checkpoint is refused."""
+    """The stored dict, with ``card`` as a :class:`ModelCard`; anything that is not a galcnn
+    checkpoint is refused with a one-line :class:`CheckpointError`."""
     path = resolve_checkpoint(path)
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a galcnn checkpoint (not a file written by "
+                              "torch.save, or a damaged one)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError,
-            AttributeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable galcnn checkpoint ({first[:160]})") from exc
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path}: not a galcnn checkpoint (it holds Python objects, "
+                              "which are never loaded because they could run code)") from None
+    except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, AttributeError,
+            ValueError) as exc:
+        raise CheckpointError(f"{path}: not a galcnn checkpoint (a damaged torch file: "
+                              f"{type(exc).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a galcnn checkpoint (a torch file without a galcnn "
                               "model card)")
     if state.get("format_version", 0) > CHECKPOINT_VERSION:
         raise CheckpointError(f"{path}: written by a newer galcnn (format "
                               f"{state['format_version']}); upgrade galcnn")
+    try:
+        state["card"] = ModelCard.from_dict(state["card"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: damaged galcnn checkpoint (its model card is "
+                              f"incomplete: {type(exc).__name__} {exc})") from None
+    if not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"{path}: damaged galcnn checkpoint (no weights)")
     return state
 
 
-def load_model(path: str, device: str | torch.device = "cpu") -> tuple[SymmetryPooled, dict]:
-    """The model in eval mode and its card, from a checkpoint or run directory."""
+def build_model(card: ModelCard) -> GroupPooled:
+    """The network the card describes, pooled over its symmetry group, untrained."""
+    net = create_model(card.model, **card.model_args)
+    model = GroupPooled(net, card.elements, card.mirror_swap)
+    model.card = card
+    return model
+
+
+def load_model(path: str, device: str | torch.device = "cpu") -> GroupPooled:
+    """The model of a checkpoint or run directory, in eval mode; ``model.card`` is its card."""
     state = load_checkpoint(path)
-    card = state["card"]
-    model = build_model(card["model"])
-    model.net.load_state_dict(state["model"])
-    return model.to(device).eval(), card
+    try:
+        model = build_model(state["card"])
+        model.net.load_state_dict(state["model"])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{resolve_checkpoint(path)}: damaged galcnn checkpoint (weights "
+                              f"do not fit its card: {first[:120]})") from None
+    return model.to(device).eval()
 
 
 def file_checksum(path: str) -> str:
-    """SHA-256 of a file, to name the exact model in provenance keywords and CSV headers."""
+    """SHA-256 of a checkpoint, to name the exact model in provenance keywords and headers."""
     digest = hashlib.sha256()
     with open(resolve_checkpoint(path), "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

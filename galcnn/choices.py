@@ -1,8 +1,23 @@
-"""Names a user can choose from, kept free of heavy imports so that ``--help`` stays instant."""
+"""The names a user can choose from, declared once and free of heavy imports, so that the
+command line can offer them (and ``--help`` stays instant) and the library can check them.
+
+Architecture names are not here: they are whatever :mod:`galcnn.models` has registered.
+"""
 
 STRETCH_NAMES = ("asinh", "percentile", "zscale", "log", "linear", "none")
 STRETCH_SCOPES = ("image", "band")
 FILL_METHODS = ("median", "zero")
 FIT_MODES = ("crop", "resize")
-GROUPS = ("none", "rot90", "dihedral", "rotate")
 DTYPES = ("float32", "float16")
+GROUPS = ("none", "rot90", "dihedral", "rotate")
+"""Symmetry groups of augmentation and pooling."""
+SYMMETRIES = ("auto", *GROUPS)
+TASKS = ("classify", "segment")
+SCHEDULES = ("cosine", "onecycle")
+MONITORS = ("auto", "macro_f1", "mean_iou", "loss")
+CLASS_WEIGHTS = ("auto", "none")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+SPLITS = ("all", "train", "val", "test")
+"""Splits of a prepared dataset that ``evaluate`` scores."""
+TABLE_FORMATS = ("csv", "fits")
+"""Formats of ``predict`` tables and ``segment`` catalogues."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
+from galcnn.data.atomic import atomic_output
 
-def _pyplot():
+__all__ = ["pyplot", "save_figure", "plot_learning_curves", "plot_confusion"]
+
+
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,15 +18,16 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str) -> None:
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+def save_figure(fig, path: str) -> None:
+    """Save as PNG (whole or not at all) and close the figure."""
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    pyplot().close(fig)
 
 
 def plot_learning_curves(history: list[dict], path: str) -> None:
     """Loss and accuracy/macro-F1 (mean IoU for a U-Net) per epoch, training beside validation."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [row["epoch"] for row in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(epochs, [r["train_loss"] for r in history], label="train")
@@ -39,13 +42,12 @@ def plot_learning_curves(history: list[dict], path: str) -> None:
     for axis in (left, right):
         axis.legend()
         axis.grid(alpha=0.3)
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_confusion(cm: np.ndarray, classes: list[str], path: str) -> None:
     """Row-normalised confusion matrix (recall on the diagonal) with the counts written in."""
-    plt = _pyplot()
+    plt = pyplot()
     totals = cm.sum(1, keepdims=True)
     fraction = np.divide(cm, totals, out=np.zeros(cm.shape), where=totals > 0)
     size = 1.2 + 0.8 * len(classes)
@@ -59,5 +61,4 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: str) -> None:
             axis.text(j, i, f"{fraction[i, j]:.2f}\n{cm[i, j]}", ha="center", va="center",
                       fontsize=8, color="white" if fraction[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=axis, fraction=0.046)
-    _save(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)

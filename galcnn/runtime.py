@@ -1,5 +1,5 @@
-"""Where and how the network runs: device, mixed precision, data-loader sizing, distributed
-processes and seeds. Shared by ``train``, ``evaluate``, ``predict`` and ``segment``."""
+"""Where and how the network runs: device, mixed precision, how many reading processes,
+distributed processes and seeds. Shared by every stage."""
 
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-logger = logging.getLogger("galcnn")
+from galcnn.choices import DEVICES
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
+__all__ = ["Distributed", "distributed_from_env", "init_distributed", "close_distributed",
+           "select_device", "amp_dtype", "autocast", "usable_cpus", "worker_count",
+           "seed_everything", "rng_states", "set_rng_states"]
+
+logger = logging.getLogger("galcnn")
 
 
 @dataclass(frozen=True)
@@ -85,15 +89,31 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def loader_workers(device: torch.device, requested: int | None, world_size: int = 1) -> int:
-    """Data-loader processes: none on CPU (they would compete with the model for cores and the
-    memory-mapped read is cheap), a share of the CPUs per GPU process otherwise."""
+def usable_cpus() -> int:
+    """The CPUs this process may use (respects affinity masks and Slurm's cpusets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def worker_count(requested: int | None, *, device: torch.device | None = None,
+                 world_size: int = 1, decodes_fits: bool = True) -> int:
+    """Reading processes, the one policy of every stage (``requested`` wins when given).
+
+    With no model in the process (``device`` None: ``prepare``) every usable CPU reads. When
+    the model computes on the CPU it keeps one core: one fewer reader, and none at all for
+    memory-mapped prepared batches (``decodes_fits=False``), which are cheaper to gather in
+    the process than to pass between processes. A GPU process gets a share of the CPUs.
+    """
     if requested is not None:
         return requested
+    cpus = usable_cpus()
+    if device is None:
+        return cpus
     if device.type == "cpu":
-        return 0
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(8, (cpus or 2) // max(world_size, 1) - 1))
+        return max(1, cpus - 1) if decodes_fits else 0
+    return max(1, min(8, cpus // max(world_size, 1) - 1))
 
 
 def seed_everything(seed: int, epoch: int = 0) -> torch.Generator:

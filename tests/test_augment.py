@@ -3,8 +3,8 @@ import itertools
 import numpy as np
 import pytest
 
-from galcnn.augment import D4, Rotation, choose_transforms, group_elements, parse_transform
-from galcnn.simulate import simulate_cutout, spiral_winding
+from galcnn.data.augment import D4, Rotation, choose_transforms, group_elements, parse_transform
+from galcnn.data.simulate import simulate_cutout, spiral_winding
 
 ELEMENTS = group_elements("dihedral")
 

@@ -26,7 +26,7 @@ def test_torchrun_two_processes_train_one_model(tmp_path):
     assert config["world_size"] == 2 and config["device"] == "cpu"
     state = load_checkpoint(os.path.join(run, "last.pt"))
     assert state["trainer"]["epoch"] == 1 and len(state["trainer"]["history"]) == 2
-    assert state["card"]["classes"] == ["elliptical", "edge_on"]
+    assert state["card"].classes == ["elliptical", "edge_on"]
     assert os.path.isfile(os.path.join(run, "metrics.json"))
     leftovers = [n for n in os.listdir(run) if ".tmp" in n]
     assert leftovers == []

@@ -6,7 +6,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from conftest import noise_image, write_fits
-from galcnn.fitsio import FitsReadError, centre_radec, parse_hdu, read_image
+from galcnn.data.fitsio import FitsReadError, centre_radec, parse_hdu, read_image
 
 
 def test_plane_becomes_one_band_float32_native(tmp_path):

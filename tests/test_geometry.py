@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from galcnn.geometry import fit_to_size, rotate_to_size
+from galcnn.data.geometry import fit_to_size, rotate_to_size
 
 
 def test_centre_crop_takes_the_middle():

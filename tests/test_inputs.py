@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import write_fits
-from galcnn.inputs import expand_inputs, group_bands, sources_from_files, strip_fits_suffix
+from galcnn.data.inputs import expand_inputs, group_bands, sources_from_files, strip_fits_suffix
 
 
 @pytest.fixture

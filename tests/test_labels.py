@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from galcnn.inputs import Source
-from galcnn.labels import (choose_classes, find_label_file, labels_from_directories,
+from galcnn.data.inputs import Source
+from galcnn.data.labels import (choose_classes, find_label_file, labels_from_directories,
                            match_labels, read_label_table)
 
 

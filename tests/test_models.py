@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from galcnn.augment import D4
-from galcnn.models import build_model, count_parameters
-from galcnn.symmetry import (apply_element, elements_of, find_mirror_pairs, mirror_permutation,
+from galcnn.data.augment import D4
+from galcnn.models import GroupPooled, count_parameters, create_model
+from galcnn.models.symmetry import (apply_element, elements_of, find_mirror_pairs, mirror_permutation,
                              random_elements, random_rotations)
 
 CLASSES = ["edge_on", "elliptical", "spiral_acw", "spiral_cw"]
@@ -16,11 +16,9 @@ CLASSES = ["edge_on", "elliptical", "spiral_acw", "spiral_cw"]
 
 def _model(arch="resnet", group="dihedral", swap=True, size=(32, 32), bands=2):
     torch.manual_seed(0)
-    spec = {"arch": arch, "n_bands": bands, "n_classes": 4, "size": list(size), "width": 8,
-            "pool_elements": elements_of(group, size),
-            "mirror_swap": mirror_permutation(CLASSES, [("spiral_cw", "spiral_acw")])
-            if swap else None}
-    return build_model(spec).eval()
+    net = create_model(arch, n_bands=bands, n_classes=4, size=size, width=8)
+    swap_classes = mirror_permutation(CLASSES, [("spiral_cw", "spiral_acw")]) if swap else None
+    return GroupPooled(net, elements_of(group, size), swap_classes).eval()
 
 
 @pytest.mark.parametrize("arch", ["resnet", "cnn"])

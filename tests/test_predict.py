@@ -15,13 +15,15 @@ from astropy.table import Table
 from click.testing import CliRunner
 
 from galcnn.checkpoint import load_model
-from galcnn.cli.main import cli
-from galcnn.dataset import PreparedDataset
+from galcnn.cli import cli
+from galcnn.data.dataset import PreparedDataset
 from galcnn.metrics import softmax
-from galcnn.predict import (PredictError, PredictOptions, columns_for, in_shard, parse_shard,
-                            predict, shard_from_env)
-from galcnn.prepare import PrepareOptions, prepare
-from galcnn.train import TrainOptions, logits_of, train
+from galcnn.data.shards import in_shard, parse_shard, shard_from_env
+from galcnn.inference import dataset_logits
+from galcnn.stages.predict import PredictError, PredictOptions, columns_for, predict
+from galcnn.data.recipe import Preprocess
+from galcnn.stages.prepare import PrepareOptions, prepare
+from galcnn.stages.train import TrainOptions, train
 
 from conftest import SAMPLE_DATA, write_fits
 
@@ -34,7 +36,7 @@ def model_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("model")
     data = str(root / "prepared")
     prepare([os.path.join(SAMPLE_DATA, "simulated")], data, classes=list(KINDS),
-            options=PrepareOptions(size=(32, 32)), workers=1)
+            options=PrepareOptions(Preprocess(size=(32, 32))), workers=1)
     run = str(root / "run")
     train(data, run, TrainOptions(width=8, epochs=1, batch_size=16, warmup_epochs=0.5))
     return run
@@ -61,20 +63,21 @@ def test_csv_agrees_with_the_model_on_prepared_tensors(model_run, cutouts, tmp_p
     result = predict(model_run, [str(cutouts)], str(out), PredictOptions(batch_size=5))
     assert (result.n_ok, result.n_failed, result.n_rows) == (12, 0, 12)
     rows = _rows(out)
-    model, card = load_model(model_run)
-    assert list(rows[0]) == columns_for(card["classes"])
+    model = load_model(model_run)
+    card = model.card
+    assert list(rows[0]) == columns_for(card.classes)
     prepared = str(tmp_path / "prep")
     prepare([str(cutouts)], prepared, no_labels=True, workers=1,
-            options=PrepareOptions.from_dict(card["prepare"], val_fraction=0.0))
+            options=PrepareOptions(card.preprocess, val_fraction=0.0))
     data = PreparedDataset(prepared)
-    logits, _ = logits_of(model, data, torch.device("cpu"), None, pooled=False)
-    expected = softmax(logits, card["temperature"])
+    logits, _ = dataset_logits(model, data, torch.device("cpu"))
+    expected = softmax(logits, card.temperature)
     by_file = {r["file"]: r for r in rows}
     for row, beliefs in zip(data.rows, expected):
         got = by_file[row["file"]]
-        values = np.array([float(got[f"p_{c}"]) for c in card["classes"]])
+        values = np.array([float(got[f"p_{c}"]) for c in card.classes])
         np.testing.assert_allclose(values, beliefs, atol=2e-6)
-        assert got["predicted"] == card["classes"][int(beliefs.argmax())]
+        assert got["predicted"] == card.classes[int(beliefs.argmax())]
         assert got["status"] == "ok" and got["hdu"] == "1" and got["spread"] == ""
         np.testing.assert_allclose(float(got["entropy"]),
                                    -(beliefs * np.log(beliefs)).sum(), atol=1e-5)
@@ -91,13 +94,13 @@ def test_tta_predictions_agree_on_rotated_and_mirrored_copies(model_run, tmp_pat
     out = tmp_path / "tta.csv"
     predict(model_run, [str(folder)], str(out), PredictOptions(tta=True, mc_dropout=2))
     rows = {os.path.basename(r["file"]): r for r in _rows(out)}
-    _, card = load_model(model_run)
-    beliefs = {name: np.array([float(r[f"p_{c}"]) for c in card["classes"]])
+    classes = load_model(model_run).card.classes
+    beliefs = {name: np.array([float(r[f"p_{c}"]) for c in classes])
                for name, r in rows.items()}
     for k in range(1, 4):
         np.testing.assert_allclose(beliefs[f"rot{k}.fits"], beliefs["rot0.fits"], atol=0.02)
     # a mirror image swaps the winding sense: its spiral_cw belief is the original's spiral_acw
-    cw, acw = card["classes"].index("spiral_cw"), card["classes"].index("spiral_acw")
+    cw, acw = classes.index("spiral_cw"), classes.index("spiral_acw")
     swapped = beliefs["mirror.fits"].copy()
     swapped[[cw, acw]] = swapped[[acw, cw]]
     np.testing.assert_allclose(swapped, beliefs["rot0.fits"], atol=0.02)
@@ -140,7 +143,7 @@ def test_shard_rule_and_slurm_variables():
     assert sum(counts) == 1000 and min(counts) > 200
     assert parse_shard("3/10") == (3, 10)
     for bad in ("0/3", "4/3", "x"):
-        with pytest.raises(PredictError):
+        with pytest.raises(ValueError, match="--shard"):
             parse_shard(bad)
     env = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "8", "SLURM_ARRAY_TASK_MIN": "0"}
     assert shard_from_env(env) == (6, 8)

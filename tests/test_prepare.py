@@ -9,10 +9,12 @@ from astropy.wcs import WCS
 from click.testing import CliRunner
 
 from conftest import noise_image, write_fits
-from galcnn.cli.main import EXIT_SOME_FAILED, cli
-from galcnn.dataset import MANIFEST_COLUMNS, PreparedDataset
-from galcnn.fitsio import read_image
-from galcnn.prepare import PrepareError, PrepareOptions, prepare, prepare_image
+from galcnn.cli import cli
+from galcnn.cli.main import EXIT_SOME_FAILED
+from galcnn.data.dataset import MANIFEST_COLUMNS, PreparedDataset
+from galcnn.data.fitsio import read_image
+from galcnn.data.recipe import Preprocess
+from galcnn.stages.prepare import PrepareError, PrepareOptions, prepare
 
 
 def _manifest(out):
@@ -40,10 +42,11 @@ def test_class_directories_give_a_complete_dataset(class_dirs, tmp_path):
     assert {r["label"] for r in rows if r["split"] == "val"} == {"a", "b"}  # stratified
     assert {r["id"] for r in rows} == {f"{c}/x{i}" for c in "ab" for i in range(4)}
     meta = _metadata(out)
-    assert meta["classes"] == ["a", "b"] and meta["size"] == [32, 32] and meta["n_bands"] == 1
-    assert meta["stretch"]["name"] == "asinh" and meta["labels"]["source"] == "directories"
+    recipe = meta["preprocess"]
+    assert meta["classes"] == ["a", "b"] and recipe["size"] == [32, 32] and recipe["bands"] == ["0"]
+    assert recipe["stretch"]["name"] == "asinh" and meta["labels"]["source"] == "directories"
     assert meta["class_counts"]["train"] == {"a": 3, "b": 3}
-    assert meta["galcnn_version"] and meta["options"]["fit"] == "crop"
+    assert meta["galcnn_version"] and recipe["fit"] == "crop" and meta["options"]["seed"] == 3
     assert os.listdir(tmp_path) == ["cutouts", "prepared"]  # no temporary directory left
 
     dataset = PreparedDataset(out)
@@ -51,7 +54,7 @@ def test_class_directories_give_a_complete_dataset(class_dirs, tmp_path):
     assert isinstance(shard, np.memmap) and shard.shape[1:] == (1, 32, 32)
     image, label = dataset[0]
     source = read_image(rows[0]["file"])
-    expected = prepare_image(source.data, (32, 32), PrepareOptions())[0][0]
+    expected = Preprocess(size=(32, 32)).apply(source.data)
     np.testing.assert_allclose(image, expected, rtol=1e-6)
     assert label == (0 if rows[0]["label"] == "a" else 1)
     assert len(PreparedDataset(out, split="val")) == 2
@@ -73,7 +76,7 @@ def test_augmented_copies_only_for_training(class_dirs, tmp_path):
         assert transforms[0] == "identity" and len(set(transforms)) == 4
     dataset = PreparedDataset(out)
     first = [i for i, r in enumerate(dataset.rows) if r["id"] == train[0]["id"]]
-    from galcnn.augment import parse_transform
+    from galcnn.data.augment import parse_transform
 
     base = dataset.image(first[0])
     for index in first[1:]:
@@ -84,7 +87,7 @@ def test_augmented_copies_only_for_training(class_dirs, tmp_path):
 def test_arbitrary_rotation_copies(class_dirs, tmp_path):
     out = str(tmp_path / "rot")
     prepare([str(class_dirs)], out, workers=1,
-            options=PrepareOptions(augment="rotate", copies=2, size=(16, 16)))
+            options=PrepareOptions(augment="rotate", copies=2, preprocess=Preprocess(size=(16, 16))))
     transforms = [r["transform"] for r in _manifest(out) if r["transform"] != "identity"]
     assert transforms and all(t.startswith("rotate:") for t in transforms)
     assert PreparedDataset(out).image(1).shape == (1, 16, 16)
@@ -168,7 +171,7 @@ def test_explicit_size_accepts_other_shapes_and_resize(tmp_path):
     write_fits(tmp_path / "in" / "b.fits", noise_image((48, 40)))
     out = str(tmp_path / "out")
     result = prepare([str(tmp_path / "in")], out, no_labels=True, workers=1,
-                     options=PrepareOptions(size=(24, 24), fit="resize"))
+                     options=PrepareOptions(Preprocess(size=(24, 24), fit="resize")))
     assert result.n_samples == 2 and not result.failures
     assert PreparedDataset(out).image(1).shape == (1, 24, 24)
 
@@ -219,7 +222,9 @@ def test_band_pattern_wcs_and_float16(tmp_path):
                      "--bands", "r,g", "--dtype", "float16", "--no-labels")
     assert result.exit_code == 0, result.output
     meta = _metadata(out)
-    assert meta["bands"] == ["r", "g"] and meta["n_bands"] == 2 and meta["dtype"] == "float16"
+    recipe = meta["preprocess"]
+    assert recipe["bands"] == ["r", "g"] and recipe["dtype"] == "float16"
+    assert recipe["band_pattern"] == "{id}_{band}.fits"
     rows = _manifest(out)
     assert rows[0]["id"] == "obj0" and rows[0]["file"].count(";") == 1
     assert rows[0]["file"].split(";")[0].endswith("obj0_r.fits")
@@ -254,4 +259,4 @@ def test_sample_data_prepares(tmp_path):
     assert _metadata(tmp_path / "sim")["classes"] == ["edge_on", "elliptical", "spiral_acw",
                                                      "spiral_cw"]
     result = run_cli("prepare", os.path.join(root, "mirabest"), "-o", tmp_path / "mb")
-    assert result.exit_code == 0 and _metadata(tmp_path / "mb")["size"] == [150, 150]
+    assert result.exit_code == 0 and _metadata(tmp_path / "mb")["preprocess"]["size"] == [150, 150]

@@ -13,17 +13,17 @@ from astropy.io import fits
 from astropy.table import Table
 from click.testing import CliRunner
 
-from galcnn import segment as segment_module
 from galcnn.checkpoint import load_checkpoint
-from galcnn.cli.main import cli
-from galcnn.dataset import PreparedDataset
-from galcnn.masks import (MASK_CENTRAL, MASK_OTHER, derive_mask, drop_small, mask_to_target,
+from galcnn.cli import cli
+from galcnn.data.dataset import PreparedDataset
+from galcnn.data.masks import (MASK_CENTRAL, MASK_OTHER, derive_mask, drop_small, mask_to_target,
                           segmentation_classes)
-from galcnn.models import build_model
-from galcnn.prepare import PrepareOptions, prepare
-from galcnn.segment import SegmentOptions, segment
-from galcnn.simulate import simulate_cutout, simulate_field
-from galcnn.train import TrainError, TrainOptions, train
+from galcnn.models import GroupPooled, create_model
+from galcnn.data.recipe import Preprocess
+from galcnn.stages.prepare import PrepareOptions, prepare
+from galcnn.stages.segment import SegmentOptions, segment, tiling
+from galcnn.data.simulate import simulate_cutout, simulate_field
+from galcnn.stages.train import TrainError, TrainOptions, train
 
 from conftest import SAMPLE_DATA, write_fits
 
@@ -33,7 +33,7 @@ def masked(tmp_path_factory):
     """The simulated sample cutouts at 32 px with their exact masks (HDU MASK)."""
     out = str(tmp_path_factory.mktemp("prep") / "sim-masks")
     prepare([os.path.join(SAMPLE_DATA, "simulated")], out,
-            options=PrepareOptions(size=(32, 32), val_fraction=0.25, masks="hdu:MASK"),
+            options=PrepareOptions(Preprocess(size=(32, 32)), val_fraction=0.25, masks="hdu:MASK"),
             workers=1)
     return out
 
@@ -108,9 +108,8 @@ def test_missing_mask_hdu_is_reported_per_file(tmp_path):
 
 
 def test_unet_any_size_and_equivariant_pooling():
-    spec = {"arch": "unet", "n_bands": 2, "n_classes": 3, "depth": 2, "width": 4,
-            "pool_elements": [[k, f] for f in (False, True) for k in range(4)]}
-    model = build_model(spec).eval()
+    net = create_model("unet", n_bands=2, n_classes=3, depth=2, width=4)
+    model = GroupPooled(net, [(k, f) for f in (False, True) for k in range(4)]).eval()
     for shape in ((17, 23), (5, 4), (64, 64)):
         assert model(torch.randn(1, 2, *shape)).shape == (1, 3, *shape)
     x = torch.randn(1, 2, 24, 24)
@@ -121,8 +120,7 @@ def test_unet_any_size_and_equivariant_pooling():
 
 
 def test_unet_receptive_radius_bounds_the_influence():
-    net = build_model({"arch": "unet", "n_bands": 1, "n_classes": 2, "depth": 3,
-                       "width": 4}).net.eval()
+    net = create_model("unet", n_bands=1, n_classes=2, depth=3, width=4).eval()
     x = torch.randn(1, 1, 192, 192, requires_grad=True)
     net(x)[0, :, 96, 96].sum().backward()
     touched = (x.grad[0, 0].abs() > 0).nonzero()
@@ -132,12 +130,12 @@ def test_unet_receptive_radius_bounds_the_influence():
 
 def test_train_segment_writes_a_unet_run(unet, masked):
     card = load_checkpoint(unet)["card"]
-    assert card["task"] == "segment" and card["model"]["arch"] == "unet"
-    assert card["classes"] == ["background", "edge_on", "elliptical", "spiral_acw", "spiral_cw",
-                               "other"]
-    assert card["symmetry"] == "dihedral" and card["model"]["mirror_swap"] == [0, 1, 2, 4, 3, 5]
+    assert card.task == "segment" and card.model == "unet"
+    assert card.classes == ["background", "edge_on", "elliptical", "spiral_acw", "spiral_cw",
+                            "other"]
+    assert card.symmetry == "dihedral" and card.mirror_swap == [0, 1, 2, 4, 3, 5]
     metrics = json.load(open(os.path.join(unet, "metrics.json")))
-    assert set(metrics["per_class"]) == set(card["classes"])
+    assert set(metrics["per_class"]) == set(card.classes)
     assert metrics["n_pixels"] == 32 * 32 * 32 and 0 <= metrics["mean_iou"] <= 1
     with open(os.path.join(unet, "metrics.csv")) as handle:
         assert "val_mean_iou" in next(csv.reader(handle))
@@ -146,7 +144,7 @@ def test_train_segment_writes_a_unet_run(unet, masked):
 def test_train_segment_needs_masks(tmp_path):
     plain = str(tmp_path / "plain")
     prepare([os.path.join(SAMPLE_DATA, "simulated")], plain,
-            options=PrepareOptions(size=(16, 16)), workers=1)
+            options=PrepareOptions(Preprocess(size=(16, 16))), workers=1)
     with pytest.raises(TrainError, match="holds no masks; prepare it with --masks auto"):
         train(plain, str(tmp_path / "run"), TrainOptions(task="segment", epochs=1))
     with pytest.raises(TrainError, match="--arch unet cannot classify"):
@@ -183,7 +181,7 @@ def test_tile_size_does_not_change_the_result(unet, field_file, tmp_path):
 
 def test_memory_mapped_scratch_gives_the_same_maps(unet, field_file, tmp_path, monkeypatch):
     reference = segment(unet, [field_file], str(tmp_path / "ram"), SegmentOptions(tile=64))
-    monkeypatch.setattr(segment_module, "IN_MEMORY_BYTES", 1024)
+    monkeypatch.setattr(tiling, "IN_MEMORY_BYTES", 1024)
     mapped = segment(unet, [field_file], str(tmp_path / "mm"), SegmentOptions(tile=64))
     np.testing.assert_array_equal(fits.getdata(reference.outputs[0], "PROB"),
                                   fits.getdata(mapped.outputs[0], "PROB"))
@@ -242,11 +240,11 @@ def test_cli_bad_inputs_resume_and_exit_status(unet, field_file, tmp_path):
 
 
 def test_segment_refuses_a_classifier(tmp_path):
-    from galcnn.segment import SegmentError
+    from galcnn.stages.segment import SegmentError
 
     data = str(tmp_path / "prep")
     prepare([os.path.join(SAMPLE_DATA, "simulated")], data,
-            options=PrepareOptions(size=(16, 16)), workers=1)
+            options=PrepareOptions(Preprocess(size=(16, 16))), workers=1)
     run = str(tmp_path / "cls")
     train(data, run, TrainOptions(width=4, epochs=1, batch_size=32))
     with pytest.raises(SegmentError, match="a classify model; segment needs a U-Net"):

@@ -7,8 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from galcnn.dataset import PreparedDataset
-from galcnn.prepare import PrepareOptions, prepare
+from galcnn.data.dataset import PreparedDataset
+from galcnn.data.recipe import Preprocess
+from galcnn.stages.prepare import PrepareOptions, prepare
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +27,8 @@ def test_gz1_reads_without_options(shared_data, tmp_path):
     totals = {c: meta["class_counts"]["train"][c] + meta["class_counts"]["val"][c]
               for c in meta["classes"]}
     assert totals == expected
-    assert meta["bands"] == ["g", "r", "i"] and meta["size"] == [64, 64]
+    assert meta["preprocess"]["bands"] == ["g", "r", "i"]
+    assert meta["preprocess"]["size"] == [64, 64]
     dataset = PreparedDataset(out, split="val")
     image, label = dataset[0]
     assert image.shape == (3, 64, 64) and np.isfinite(image).all()
@@ -36,7 +38,7 @@ def test_gz1_reads_without_options(shared_data, tmp_path):
 def test_mirabest_confident_fr_classes(shared_data, tmp_path):
     out = str(tmp_path / "mb")
     result = prepare([os.path.join(shared_data, "mirabest")], out, where={"confident": "1"},
-                     classes=["FRI", "FRII"], options=PrepareOptions(size=(128, 128)))
+                     classes=["FRI", "FRII"], options=PrepareOptions(Preprocess(size=(128, 128))))
     assert not result.failures and result.classes == ["FRI", "FRII"]
     assert result.dropped_classes.get("hybrid", 0) > 0
     with open(os.path.join(shared_data, "mirabest", "labels.csv"), newline="") as handle:

@@ -13,10 +13,12 @@ import torch
 from click.testing import CliRunner
 
 from galcnn.checkpoint import CheckpointError, load_checkpoint, load_model
-from galcnn.cli.main import cli
-from galcnn.dataset import PreparedDataset
-from galcnn.prepare import PrepareOptions, prepare
-from galcnn.train import TrainError, TrainOptions, class_weights_for, logits_of, train
+from galcnn.cli import cli
+from galcnn.data.dataset import PreparedDataset
+from galcnn.data.recipe import Preprocess
+from galcnn.stages.prepare import PrepareOptions, prepare
+from galcnn.inference import dataset_logits
+from galcnn.stages.train import TrainError, TrainOptions, class_weights_for, train
 
 from conftest import SAMPLE_DATA
 
@@ -31,7 +33,7 @@ def simulated(tmp_path_factory):
     """The sample simulated cutouts prepared at 32 px (4 classes, spiral_cw/acw a mirror pair)."""
     out = str(tmp_path_factory.mktemp("prep") / "sim")
     prepare([os.path.join(SAMPLE_DATA, "simulated")], out,
-            options=PrepareOptions(size=(32, 32), val_fraction=0.25), workers=1)
+            options=PrepareOptions(Preprocess(size=(32, 32)), val_fraction=0.25), workers=1)
     return out
 
 
@@ -53,9 +55,10 @@ def test_run_directory_is_complete(simulated, tmp_path):
     assert set(metrics["per_class"]) == set(result.classes)
     assert metrics["temperature"] > 0 and 0 <= metrics["ece_after"] <= 1
     card = load_checkpoint(run)["card"]
-    assert card["symmetry"] == "dihedral" and card["mirror_pairs"] == [["spiral_cw", "spiral_acw"]]
-    assert card["size"] == [32, 32] and card["n_bands"] == 1
-    assert card["stretch"]["name"] == "asinh" and card["temperature"] == metrics["temperature"]
+    assert card.symmetry == "dihedral" and card.mirror_pairs == [("spiral_cw", "spiral_acw")]
+    assert card.preprocess.size == (32, 32) and card.preprocess.n_bands == 1
+    assert card.preprocess.stretch.name == "asinh" and card.temperature == metrics["temperature"]
+    assert len(card.elements) == 8 and card.mirror_swap == [0, 1, 3, 2]
     config = json.load(open(os.path.join(run, "config.json")))
     assert config["options"]["epochs"] == 2 and config["device"] == "cpu"
 
@@ -63,11 +66,11 @@ def test_run_directory_is_complete(simulated, tmp_path):
 def test_checkpoint_rebuilds_the_same_model(simulated, tmp_path):
     run = str(tmp_path / "run")
     train(simulated, run, tiny(epochs=1))
-    model, card = load_model(run)
+    model = load_model(run)
     data = PreparedDataset(simulated, "val")
-    logits, labels = logits_of(model, data, torch.device("cpu"), None)
-    again, _ = load_model(os.path.join(run, "best.pt"))
-    logits2, _ = logits_of(again, data, torch.device("cpu"), None)
+    logits, labels = dataset_logits(model, data, torch.device("cpu"))
+    again = load_model(os.path.join(run, "best.pt"))
+    logits2, _ = dataset_logits(again, data, torch.device("cpu"))
     np.testing.assert_array_equal(logits, logits2)
     assert logits.shape == (32, 4) and np.isfinite(logits).all()
 
@@ -112,13 +115,13 @@ def test_fine_tuning_with_other_classes_gets_a_new_head(simulated, tmp_path):
     train(simulated, run, tiny(epochs=1))
     two = str(tmp_path / "two")
     prepare([os.path.join(SAMPLE_DATA, "simulated")], two, classes=["elliptical", "edge_on"],
-            options=PrepareOptions(size=(32, 32)), workers=1)
+            options=PrepareOptions(Preprocess(size=(32, 32))), workers=1)
     tuned = str(tmp_path / "tuned")
     train(two, tuned, tiny(epochs=1, init_from=run, freeze=2, lr=1e-9,
                                    warmup_epochs=0))
     before = load_checkpoint(run)["model"]
     after = load_checkpoint(tuned)
-    assert after["card"]["classes"] == ["elliptical", "edge_on"]
+    assert after["card"].classes == ["elliptical", "edge_on"]
     assert after["model"]["head.2.weight"].shape[0] == 2
     # frozen stem copied unchanged; BN running statistics are buffers, so compare weights
     assert torch.equal(before["features.0.0.weight"], after["model"]["features.0.0.weight"])
@@ -143,9 +146,9 @@ def test_cli_train_on_raw_cutouts_then_evaluate(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Validation split, best epoch" in result.output and "macro-F1" in result.output
     meta = json.load(open(run / "prepared" / "metadata.json"))
-    assert meta["size"] == [32, 32] and meta["classes"] == ["edge_on", "elliptical"]
+    assert meta["preprocess"]["size"] == [32, 32] and meta["classes"] == ["edge_on", "elliptical"]
     card = load_checkpoint(str(run))["card"]
-    assert card["symmetry"] == "rotate" and card["prepare"]["size"] == [32, 32]
+    assert card.symmetry == "rotate" and card.preprocess.size == (32, 32)
 
     out = tmp_path / "metrics.json"
     result = runner.invoke(cli, ["evaluate", str(run), str(raw), "--json", str(out)])
@@ -163,7 +166,7 @@ def test_cli_train_on_raw_cutouts_then_evaluate(tmp_path):
 def test_not_a_checkpoint_is_refused_clearly(tmp_path):
     text = tmp_path / "model.pt"
     text.write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a readable galcnn checkpoint"):
+    with pytest.raises(CheckpointError, match="not a galcnn checkpoint \\(not a file written by torch.save"):
         load_checkpoint(str(text))
     other = tmp_path / "other.pt"
     torch.save({"state_dict": {}}, other)

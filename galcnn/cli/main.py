@@ -1,23 +1,33 @@
-"""The ``galcnn`` command group: version, verbosity and the subcommands.
+"""The ``galcnn`` command group, its exit codes, and the helper every command runs through.
 
-Exit status, the same for every command: 0 everything worked; 1 nothing was done (a fatal
-problem, explained in one line); 2 a usage error; 3 the command ran but some inputs failed
-(each named in the output and on stderr).
+Exit status, the same for every command and the same mistake: 0 everything worked; 1 nothing
+was done (a fatal problem, explained in one line); 2 a usage error (a bad option value, a
+missing argument); 3 the command ran but some inputs failed (each named on stderr and in the
+output).
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
+from collections.abc import Callable
+from typing import TypeVar
 
 import click
 
 from galcnn import __version__
+from galcnn.errors import GalcnnError
+
+__all__ = ["EXIT_OK", "EXIT_FATAL", "EXIT_USAGE", "EXIT_SOME_FAILED", "cli", "run",
+           "report_failures", "command_line", "stdout", "stderr"]
 
 EXIT_OK = 0
 EXIT_FATAL = 1
 EXIT_USAGE = 2
 EXIT_SOME_FAILED = 3
+
+T = TypeVar("T")
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -45,17 +55,52 @@ def cli(verbose: int, quiet: bool) -> None:
     _configure_logging(-1 if quiet else verbose)
 
 
-def _register() -> None:
-    from galcnn.cli.prepare import prepare_command
-    from galcnn.cli.predict import predict_command
-    from galcnn.cli.segment import segment_command
-    from galcnn.cli.train import evaluate_command, train_command
+def run(function: Callable[..., T], *args, **kwargs) -> T:
+    """Call the library function a command wraps: its one-line errors (and any error of the
+    file system, such as an output path that cannot be written) end the command with exit
+    status 1 and that line, never a traceback."""
+    try:
+        return function(*args, **kwargs)
+    except GalcnnError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(_describe(exc)) from None
 
-    cli.add_command(prepare_command)
-    cli.add_command(train_command)
-    cli.add_command(evaluate_command)
-    cli.add_command(predict_command)
-    cli.add_command(segment_command)
+
+def _describe(exc: OSError) -> str:
+    """``PATH: reason`` of a file-system error."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None:
+        return reason
+    name = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+    return f"{name}: {reason}"
 
 
-_register()
+def command_line() -> str:
+    """The command as typed, for provenance records."""
+    return "galcnn " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def stdout():
+    """A rich console for results (no markup guessing, no wrapping of long paths)."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def stderr():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def report_failures(command: str, failures: list[tuple[str, str]], where: str,
+                    limit: int = 50) -> None:
+    """One stderr line per failed input (``galcnn COMMAND: FILE: problem``), at most ``limit``
+    of them, then where the rest are listed."""
+    err = stderr()
+    for path, problem in failures[:limit]:
+        err.print(f"galcnn {command}: {path}: {problem}", markup=False)
+    if len(failures) > limit:
+        err.print(f"galcnn {command}: ... and {len(failures) - limit} more ({where})",
+                  markup=False)

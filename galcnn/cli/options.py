@@ -1,9 +1,32 @@
-"""Option parsing shared by the commands: sizes, lists, ``COL=VALUE`` filters."""
+"""Options shared by the commands, declared once (after rasterio's ``rio/options.py``).
+
+Each ``*_option`` is a decorator; ``LABEL_OPTIONS`` and ``RECIPE_OPTIONS`` are lists applied
+with :func:`add_options`. Value parsers turn what a user types into library values and report
+a bad value as a usage error (exit status 2), the same in every command.
+"""
 
 from __future__ import annotations
 
 import click
 
+from galcnn.choices import (DEVICES, DTYPES, FILL_METHODS, FIT_MODES, STRETCH_NAMES,
+                            STRETCH_SCOPES)
+
+__all__ = ["add_options", "hdu_option", "device_option", "no_amp_option", "batch_size_option",
+           "workers_option", "overwrite_option", "LABEL_OPTIONS", "RECIPE_OPTIONS",
+           "SPLIT_OPTIONS", "ArchitectureChoice", "parse_list", "recipe_from", "label_kwargs"]
+
+
+def add_options(options: list):
+    """Apply a list of click options to a command (the first listed appears first in --help)."""
+    def decorate(function):
+        for option in reversed(options):
+            function = option(function)
+        return function
+    return decorate
+
+
+# ---------------------------------------------------------------------------- value parsers
 
 def parse_size(ctx, param, value: str | None) -> tuple[int, int] | None:
     """``64`` -> (64, 64); ``48x64`` -> (48, 64) as (ny, nx)."""
@@ -48,3 +71,164 @@ def parse_percentiles(ctx, param, value: str | None) -> tuple[float, float] | No
     except ValueError:
         raise click.BadParameter(f"{value!r}: give LOW,HIGH, e.g. 0.5,99.5")
     return low, high
+
+
+def parse_hdu(ctx, param, value: str | None) -> int | str | None:
+    """An HDU number (>= 0), an EXTNAME, or None (automatic)."""
+    from galcnn.data.fitsio import parse_hdu as parse
+
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc))
+
+
+class ArchitectureChoice(click.Choice):
+    """``auto`` and the architectures :mod:`galcnn.models` has registered, read when first
+    needed, so that only ``train --help`` pays for importing the networks."""
+
+    def __init__(self) -> None:
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from galcnn.models import list_models
+
+        return ("auto", *list_models())
+
+
+# ---------------------------------------------------------------------------- single options
+
+def hdu_option(help: str = "Image HDU by number or EXTNAME (default: first HDU with 2-D/3-D "
+                           "data)."):
+    return click.option("--hdu", default=None, metavar="N|EXTNAME", callback=parse_hdu,
+                        help=help)
+
+
+device_option = click.option(
+    "--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+    help="auto: CUDA when present (bf16 mixed precision), else CPU.")
+no_amp_option = click.option("--no-amp", is_flag=True, help="Full float32 on GPUs.")
+
+
+def batch_size_option(default: int, help: str | None = None):
+    return click.option("--batch-size", type=click.IntRange(1), default=default,
+                        show_default=True, help=help)
+
+
+def workers_option(help: str, minimum: int = 1):
+    return click.option("-j", "--workers", type=click.IntRange(minimum), default=None,
+                        help=help)
+
+
+def overwrite_option(help: str = "Replace an existing output."):
+    return click.option("--overwrite", is_flag=True, help=help)
+
+
+# ---------------------------------------------------------------------------- option groups
+
+#: Where labels come from: ``prepare``, ``train`` (raw cutouts) and ``evaluate``.
+LABEL_OPTIONS = [
+    click.option("--labels", type=click.Path(dir_okay=False),
+                 help="Label table (CSV, FITS, ECSV). Default: labels.csv inside the input "
+                      "directory, else class-named subdirectories, else no labels."),
+    click.option("--id-column", help="Table column matching files (default: file, filename, "
+                                     "path, id, objid, name or object)."),
+    click.option("--label-column", help="Table column with the class (default: label, class, "
+                                        "morphology or type)."),
+    click.option("--where", "where", multiple=True, callback=parse_where, metavar="COL=VALUE",
+                 help="Keep only table rows where COL equals VALUE (repeatable), e.g. "
+                      "confident=1."),
+]
+
+#: How files become objects and objects become network inputs (the recipe, galcnn.data.recipe):
+#: ``prepare`` and ``train`` (raw cutouts).
+RECIPE_OPTIONS = [
+    click.option("--band-pattern", metavar="PATTERN",
+                 help="One file per band: file-name pattern with {id} and {band}, "
+                      "e.g. '{id}_{band}.fits'."),
+    click.option("--bands", callback=parse_list, metavar="B1,B2,...",
+                 help="Band order for --band-pattern (default: sorted band names)."),
+    hdu_option(),
+    click.option("--size", callback=parse_size, metavar="N|NYxNX",
+                 help="Output size in pixels (default: the native size when all inputs "
+                      "agree)."),
+    click.option("--fit", type=click.Choice(FIT_MODES), default="crop", show_default=True,
+                 help="crop: centre crop/pad, pixel scale kept; resize: resample, field kept."),
+    click.option("--stretch", type=click.Choice(STRETCH_NAMES), default="asinh",
+                 show_default=True, help="Per-image intensity stretch."),
+    click.option("--stretch-scope", type=click.Choice(STRETCH_SCOPES), default="image",
+                 show_default=True,
+                 help="image: statistics shared across bands (keeps colour); band: per band."),
+    click.option("--softening", type=float, default=1.0, show_default=True,
+                 help="asinh softening in units of the background noise."),
+    click.option("--percentiles", callback=parse_percentiles, metavar="LOW,HIGH",
+                 help="Clip percentiles for percentile and log stretches [default: 0.5,99.5]."),
+    click.option("--zscale-contrast", type=float, default=0.25, show_default=True,
+                 help="zscale stretch: the IRAF contrast."),
+    click.option("--log-a", type=float, default=1000.0, show_default=True,
+                 help="log stretch: y = log(a x + 1) / log(a + 1)."),
+    click.option("--fill", type=click.Choice(FILL_METHODS), default="median", show_default=True,
+                 help="Value for NaN/inf/BLANK pixels (after the stretch)."),
+    click.option("--max-bad-fraction", type=click.FloatRange(0, 1, min_open=True), default=0.5,
+                 show_default=True, help="Reject an image with more bad pixels than this."),
+    click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+                 help="Stored pixel type (float16 halves the disk)."),
+]
+
+#: How a prepared training set is drawn: split and masks (``prepare``, ``train``).
+SPLIT_OPTIONS = [
+    click.option("--classes", callback=parse_list, metavar="A,B,...",
+                 help="Keep only these classes, in this order (others are dropped and "
+                      "counted)."),
+    click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.15,
+                 show_default=True, help="Stratified validation fraction."),
+    click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+                 show_default=True, help="Stratified test fraction."),
+    click.option("--masks", default="none", show_default=True, metavar="none|auto|hdu:NAME",
+                 help="Pixel masks for training a U-Net (train --task segment): auto derives "
+                      "them (sigma-clipped background, threshold, central footprint); hdu:NAME "
+                      "reads extension NAME of each cutout (0 background, 1 the object, "
+                      "2 others)."),
+    click.option("--mask-nsigma", type=click.FloatRange(0, min_open=True), default=2.0,
+                 show_default=True, help="--masks auto: detection threshold in noise sigmas."),
+]
+
+_LABEL_KEYS = ("labels", "id_column", "label_column", "where")
+
+
+def recipe_from(params: dict):
+    """The :class:`galcnn.data.recipe.Preprocess` of the ``RECIPE_OPTIONS`` values."""
+    from galcnn.data.recipe import Preprocess
+    from galcnn.data.stretch import Stretch
+
+    low, high = params["percentiles"] or (0.5, 99.5)
+    try:
+        stretch = Stretch(name=params["stretch"], scope=params["stretch_scope"],
+                          softening=params["softening"], lower=low, upper=high,
+                          contrast=params["zscale_contrast"], log_a=params["log_a"])
+        return Preprocess(bands=tuple(params["bands"] or ()), size=params["size"],
+                          fit=params["fit"], stretch=stretch, fill=params["fill"],
+                          max_bad_fraction=params["max_bad_fraction"], hdu=params["hdu"],
+                          band_pattern=params["band_pattern"], dtype=params["dtype"])
+    except ValueError as exc:
+        raise click.UsageError(str(exc))
+
+
+def prepare_options_from(params: dict, *, augment: str = "none", copies: int = 0,
+                         seed: int = 0):
+    """:class:`galcnn.stages.prepare.PrepareOptions` of the recipe and split options."""
+    from galcnn.stages.prepare import PrepareOptions
+
+    try:
+        return PrepareOptions(preprocess=recipe_from(params), augment=augment, copies=copies,
+                              val_fraction=params["val_fraction"],
+                              test_fraction=params["test_fraction"], seed=seed,
+                              masks=params["masks"], mask_nsigma=params["mask_nsigma"])
+    except ValueError as exc:
+        raise click.UsageError(str(exc))
+
+
+def label_kwargs(params: dict) -> dict:
+    """Keyword arguments of the label options, as the stages take them."""
+    return {key: params[key] for key in _LABEL_KEYS}

@@ -1,4 +1,4 @@
-"""``galcnn predict``: option parsing and reporting around :func:`galcnn.predict.predict`."""
+"""``galcnn predict``: parse, call :func:`galcnn.stages.predict.predict`, report."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from contextlib import ExitStack
 
 import click
 
-from galcnn.cli.options import parse_list
+from galcnn.choices import TABLE_FORMATS
+from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run, stdout
+from galcnn.cli.options import (batch_size_option, device_option, hdu_option, no_amp_option,
+                                overwrite_option, parse_list, workers_option)
 
 
 @click.command("predict")
@@ -15,30 +18,29 @@ from galcnn.cli.options import parse_list
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Output table (written as OUT.partial, renamed when complete).")
-@click.option("--format", "fmt", type=click.Choice(("csv", "fits")), default="csv",
+@click.option("--format", "fmt", type=click.Choice(TABLE_FORMATS), default="csv",
               show_default=True, help="csv, or a FITS binary table with provenance keywords.")
-@click.option("--tta", is_flag=True, help="Average over the model's symmetry group (adds the "
-                                          "spread across copies).")
+@click.option("--tta", is_flag=True, help="Add the spread of the beliefs across the model's "
+                                          "symmetry group (the beliefs are always pooled over "
+                                          "it).")
 @click.option("--mc-dropout", type=click.IntRange(0), default=0, show_default=True,
-              help="Monte-Carlo dropout samples (adds their spread).")
+              help="Monte-Carlo dropout samples (averaged; adds their spread).")
 @click.option("--shard", metavar="K/N",
               help="Only the K-th of N disjoint parts of the inputs (default: from "
                    "SLURM_ARRAY_TASK_ID/COUNT when set).")
 @click.option("--resume", is_flag=True, help="Continue OUT.partial from an interrupted run.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
-@click.option("--device", type=click.Choice(("auto", "cpu", "cuda", "mps")), default="auto",
-              show_default=True)
-@click.option("--no-amp", is_flag=True, help="Full float32 on GPUs.")
-@click.option("-j", "--workers", type=click.IntRange(1), default=None,
-              help="Reading processes [default: usable CPUs, one left for the model on CPU].")
-@click.option("--hdu", default=None, metavar="N|EXTNAME",
-              help="Image HDU (default: the model's rule, first HDU with 2-D/3-D data).")
+@overwrite_option()
+@batch_size_option(256)
+@device_option
+@no_amp_option
+@workers_option("Reading processes [default: usable CPUs, one left for the model on CPU].")
+@hdu_option("Image HDU (default: the model's rule, first HDU with 2-D/3-D data).")
 @click.option("--band-pattern", metavar="PATTERN", help="One file per band (default: the "
                                                         "model's pattern).")
-@click.option("--bands", callback=parse_list, metavar="B1,B2,...")
-def predict_command(model, inputs, out_path, fmt, tta, mc_dropout, shard, resume, overwrite,
-                    batch_size, device, no_amp, workers, hdu, band_pattern, bands):
+@click.option("--bands", callback=parse_list, metavar="B1,B2,...",
+              help="Band order for --band-pattern (default: the model's).")
+def command(model, inputs, out_path, fmt, tta, mc_dropout, shard, resume, overwrite,
+            batch_size, device, no_amp, workers, hdu, band_pattern, bands):
     """Class beliefs of MODEL for every object in INPUTS (files, directories, globs, @lists).
 
     \b
@@ -51,17 +53,13 @@ def predict_command(model, inputs, out_path, fmt, tta, mc_dropout, shard, resume
       galcnn predict runs/sim sample_data/simulated -o predictions.csv
       galcnn predict runs/gz1 @survey_files.txt -o part.csv --shard 3/100 --resume
     """
-    from rich.console import Console
-
-    from galcnn.checkpoint import CheckpointError
-    from galcnn.cli.main import EXIT_SOME_FAILED
-    from galcnn.fitsio import parse_hdu
-    from galcnn.predict import PredictError, PredictOptions, parse_shard, predict, shard_from_env
+    from galcnn.data.shards import parse_shard, shard_from_env
     from galcnn.progress import progress_reporter
+    from galcnn.stages.predict import PredictOptions, predict
 
     try:
         chosen = parse_shard(shard) if shard else shard_from_env()
-    except (PredictError, ValueError) as exc:
+    except ValueError as exc:
         raise click.UsageError(str(exc))
     options = PredictOptions(batch_size=batch_size, tta=tta, mc_dropout=mc_dropout,
                              device=device, workers=workers, amp=not no_amp, format=fmt)
@@ -69,24 +67,16 @@ def predict_command(model, inputs, out_path, fmt, tta, mc_dropout, shard, resume
         def reporter(total: int):
             return stack.enter_context(progress_reporter(total, "predict", unit="cutouts"))
 
-        try:
-            result = predict(model, list(inputs), out_path, options, shard=chosen,
-                             resume=resume, overwrite=overwrite, hdu=parse_hdu(hdu),
-                             band_pattern=band_pattern, bands=bands, progress=reporter)
-        except (PredictError, CheckpointError, ValueError) as exc:
-            raise click.ClickException(str(exc))
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-    for path, problem in result.failures[:50]:
-        err.print(f"galcnn predict: {path}: {problem}", markup=False)
-    if len(result.failures) > 50:
-        err.print(f"galcnn predict: ... and {len(result.failures) - 50} more (status column)")
-    out = Console(highlight=False, soft_wrap=True)
+        result = run(predict, model, list(inputs), out_path, options, shard=chosen,
+                     resume=resume, overwrite=overwrite, hdu=hdu, band_pattern=band_pattern,
+                     bands=bands, progress=reporter)
+    report_failures("predict", result.failures, "status column")
     part = f" (shard {chosen[0]}/{chosen[1]})" if chosen else ""
     resumed = (f", {result.n_skipped_resume} kept from the interrupted run"
                if result.n_skipped_resume else "")
     rate = result.n_ok / max(result.elapsed_s, 1e-9)
-    out.print(f"Wrote {result.n_rows} rows{part} to [bold]{result.out_path}[/]: "
-              f"{result.n_ok} predicted, {result.n_failed} failed{resumed} "
-              f"({result.elapsed_s:.1f} s, {rate:.0f} cutouts/s)")
+    stdout().print(f"Wrote {result.n_rows} rows{part} to [bold]{result.out_path}[/]: "
+                   f"{result.n_ok} predicted, {result.n_failed} failed{resumed} "
+                   f"({result.elapsed_s:.1f} s, {rate:.0f} cutouts/s)")
     if result.n_failed:
         sys.exit(EXIT_SOME_FAILED)

@@ -1,4 +1,4 @@
-"""``galcnn segment``: option parsing and reporting around :func:`galcnn.segment.segment`."""
+"""``galcnn segment``: parse, call :func:`galcnn.stages.segment.segment`, report."""
 
 from __future__ import annotations
 
@@ -7,14 +7,18 @@ from contextlib import ExitStack
 
 import click
 
+from galcnn.choices import TABLE_FORMATS
+from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run, stdout
+from galcnn.cli.options import (batch_size_option, device_option, hdu_option, no_amp_option,
+                                overwrite_option)
+
 
 @click.command("segment")
 @click.argument("model", type=click.Path(exists=True))
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False),
               help="Directory for <name>.seg.fits, <name>.cat.csv and segment.csv (created).")
-@click.option("--hdu", default=None, metavar="N|EXTNAME",
-              help="Image HDU to segment [default: every image HDU of each file].")
+@hdu_option("Image HDU to segment [default: every image HDU of each file].")
 @click.option("--tile", type=click.IntRange(8), default=256, show_default=True,
               help="Core tile size in pixels (memory per tile; the result does not depend "
                    "on it).")
@@ -27,19 +31,19 @@ import click
               help="Drop objects with fewer pixels.")
 @click.option("--watershed", is_flag=True, help="Split touching objects (distance-transform "
                                                 "watershed).")
-@click.option("--tta", is_flag=True, help="Average the maps over the model's symmetry group.")
-@click.option("--catalogue-format", type=click.Choice(("csv", "fits")), default="csv",
+@click.option("--tta/--no-tta", default=True, show_default=True,
+              help="Average the maps over the model's symmetry group (the validated model); "
+                   "--no-tta runs the bare U-Net, faster.")
+@click.option("--catalogue-format", type=click.Choice(TABLE_FORMATS), default="csv",
               show_default=True)
 @click.option("--overlay", is_flag=True, help="Also write <name>.png: image, outlines, boxes.")
-@click.option("--overwrite", is_flag=True, help="Redo inputs whose output exists [default: "
-                                                "skip them, so a run can resume].")
-@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
-              help="Tiles per forward pass.")
-@click.option("--device", type=click.Choice(("auto", "cpu", "cuda", "mps")), default="auto",
-              show_default=True)
-@click.option("--no-amp", is_flag=True, help="Full float32 on GPUs.")
-def segment_command(model, inputs, out_dir, hdu, tile, halo, threshold, min_area, watershed,
-                    tta, catalogue_format, overlay, overwrite, batch_size, device, no_amp):
+@overwrite_option("Redo inputs whose output exists [default: skip them, so a run can "
+                  "resume].")
+@batch_size_option(8, "Tiles per forward pass.")
+@device_option
+@no_amp_option
+def command(model, inputs, out_dir, hdu, tile, halo, threshold, min_area, watershed, tta,
+            catalogue_format, overlay, overwrite, batch_size, device, no_amp):
     """U-Net probability maps, masks, object label maps and catalogues for INPUTS.
 
     \b
@@ -53,36 +57,23 @@ def segment_command(model, inputs, out_dir, hdu, tile, halo, threshold, min_area
       galcnn segment runs/unet sample_data/field.fits.fz --hdu SCI -o seg/ --overlay
       galcnn segment runs/unet survey/*.fits.fz -o seg/ --tile 512 --threshold 0.5
     """
-    from rich.console import Console
-
-    from galcnn.cli.main import EXIT_SOME_FAILED
-    from galcnn.fitsio import parse_hdu
     from galcnn.progress import progress_reporter
-    from galcnn.segment import SegmentError, SegmentOptions, segment
+    from galcnn.stages.segment import SegmentOptions, segment
 
     options = SegmentOptions(tile=tile, halo=halo, batch_size=batch_size, threshold=threshold,
-                             min_area=min_area, watershed=watershed, tta=tta,
-                             hdu=parse_hdu(hdu), catalogue_format=catalogue_format,
-                             overlay=overlay, overwrite=overwrite, device=device,
-                             amp=not no_amp)
+                             min_area=min_area, watershed=watershed, tta=tta, hdu=hdu,
+                             catalogue_format=catalogue_format, overlay=overlay,
+                             overwrite=overwrite, device=device, amp=not no_amp)
     with ExitStack() as stack:
         def reporter(total: int):
             return stack.enter_context(progress_reporter(total, "segment", unit="files"))
 
-        try:
-            result = segment(model, list(inputs), out_dir, options, progress=reporter)
-        except SegmentError as exc:
-            raise click.ClickException(str(exc))
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-    for path, problem in result.failures[:50]:
-        err.print(f"galcnn segment: {path}: {problem}", markup=False)
-    if result.n_failed > 50:
-        err.print(f"galcnn segment: ... and {result.n_failed - 50} more (see segment.csv)")
-    out = Console(highlight=False, soft_wrap=True)
+        result = run(segment, model, list(inputs), out_dir, options, progress=reporter)
+    report_failures("segment", result.failures, "see segment.csv")
     rate = result.megapixels / max(result.elapsed_s, 1e-9)
-    out.print(f"Segmented {result.n_images} image(s), {result.megapixels:.2f} Mpix, "
-              f"{result.n_objects} objects in {result.elapsed_s:.1f} s ({rate:.2f} Mpix/s) "
-              f"into [bold]{result.out_dir}[/]; skipped (existing): {result.n_skipped}; "
-              f"failed: {result.n_failed}")
+    stdout().print(f"Segmented {result.n_images} image(s), {result.megapixels:.2f} Mpix, "
+                   f"{result.n_objects} objects in {result.elapsed_s:.1f} s ({rate:.2f} Mpix/s) "
+                   f"into [bold]{result.out_dir}[/]; skipped (existing): {result.n_skipped}; "
+                   f"failed: {result.n_failed}")
     if result.n_failed:
         sys.exit(EXIT_SOME_FAILED)

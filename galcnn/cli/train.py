@@ -1,19 +1,22 @@
-"""``galcnn train`` and ``galcnn evaluate``: option parsing and reporting around
-:func:`galcnn.train.train` and :func:`galcnn.evaluate.evaluate`."""
+"""``galcnn train``: parse, call :func:`galcnn.stages.train.train`, report."""
 
 from __future__ import annotations
 
-import json
-import shlex
+import logging
 import sys
 from contextlib import ExitStack
 
 import click
 
-from galcnn.cli.prepare import DATA_OPTIONS, LABEL_OPTIONS, add_options, prepare_arguments
+from galcnn.choices import CLASS_WEIGHTS, MONITORS, SCHEDULES, SYMMETRIES, TASKS
+from galcnn.cli.main import command_line, run, stdout
+from galcnn.cli.options import (LABEL_OPTIONS, RECIPE_OPTIONS, SPLIT_OPTIONS,
+                                ArchitectureChoice, add_options, batch_size_option,
+                                device_option, label_kwargs, no_amp_option, overwrite_option,
+                                prepare_options_from, workers_option)
+from galcnn.cli.report import class_metrics_table, pixel_metrics_table
 
-ARCHITECTURES = ("auto", "resnet", "cnn", "unet")
-SYMMETRIES = ("auto", "none", "rot90", "dihedral", "rotate")
+logger = logging.getLogger("galcnn")
 
 
 def _parse_pairs(ctx, param, value: str | None):
@@ -36,10 +39,10 @@ def _parse_pairs(ctx, param, value: str | None):
                    "prepared into RUN/prepared with the data options below.")
 @click.option("-o", "--out", "run_dir", required=True, type=click.Path(file_okay=False),
               help="Run directory: checkpoints, metrics, plots, configuration.")
-@click.option("--task", type=click.Choice(("classify", "segment")), default="classify",
-              show_default=True, help="classify: one class per cutout; segment: a U-Net that "
-                                      "labels every pixel (needs masks: prepare --masks).")
-@click.option("--arch", type=click.Choice(ARCHITECTURES), default="auto", show_default=True,
+@click.option("--task", type=click.Choice(TASKS), default="classify", show_default=True,
+              help="classify: one class per cutout; segment: a U-Net that labels every pixel "
+                   "(needs masks: prepare --masks).")
+@click.option("--arch", type=ArchitectureChoice(), default="auto", show_default=True,
               help="resnet: residual network; cnn: compact conv/pool/dropout/dense network; "
                    "unet: for --task segment. auto: resnet, or unet to segment.")
 @click.option("--width", type=click.IntRange(4), default=None,
@@ -57,48 +60,43 @@ def _parse_pairs(ctx, param, value: str | None):
               help="Classes a reflection exchanges (default: found by name, e.g. "
                    "spiral_cw:spiral_acw).")
 @click.option("--epochs", type=click.IntRange(1), default=50, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True,
-              help="Global batch size (split over processes under torchrun).")
+@batch_size_option(64, "Global batch size (split over processes under torchrun).")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True,
               help="Peak AdamW learning rate.")
 @click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True)
-@click.option("--schedule", type=click.Choice(("cosine", "onecycle")), default="cosine",
-              show_default=True, help="Learning-rate schedule after linear warm-up.")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default="cosine", show_default=True,
+              help="Learning-rate schedule after linear warm-up.")
 @click.option("--warmup-epochs", type=click.FloatRange(0), default=2.0, show_default=True)
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.05,
               show_default=True)
-@click.option("--class-weights", type=click.Choice(("auto", "none")), default="auto",
+@click.option("--class-weights", type=click.Choice(CLASS_WEIGHTS), default="auto",
               show_default=True, help="auto: loss weights proportional to 1/sqrt(class "
                                       "frequency), so rare classes are not ignored.")
 @click.option("--balanced-sampling", is_flag=True,
               help="Draw training batches with equal probability per class.")
-@click.option("--monitor", type=click.Choice(("auto", "macro_f1", "mean_iou", "loss")),
-              default="auto", show_default=True,
+@click.option("--monitor", type=click.Choice(MONITORS), default="auto", show_default=True,
               help="Validation figure for the best checkpoint and early stopping; auto: "
                    "macro_f1 (classify) or mean_iou (segment).")
 @click.option("--patience", type=click.IntRange(1), default=15, show_default=True,
               help="Stop after this many epochs without improvement.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for the split, initialisation, order and augmentation.")
-@click.option("--device", type=click.Choice(("auto", "cpu", "cuda", "mps")), default="auto",
-              show_default=True, help="auto: CUDA when present (bf16 mixed precision), else "
-                                      "CPU.")
-@click.option("--no-amp", is_flag=True, help="Full float32 on GPUs.")
-@click.option("-j", "--workers", type=click.IntRange(0), default=None,
-              help="DataLoader processes [default: 0 on CPU, a share of the CPUs per GPU].")
+@device_option
+@no_amp_option
+@workers_option("DataLoader processes [default: 0 on CPU, a share of the CPUs per GPU].",
+                minimum=0)
 @click.option("--init-from", type=click.Path(exists=True),
               help="Fine-tune from this checkpoint or run directory (new head when the classes "
                    "differ).")
 @click.option("--freeze", type=click.IntRange(0), default=0, show_default=True,
               help="With --init-from: freeze this many leading feature blocks.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
-@click.option("--overwrite", is_flag=True, help="Start again in a run directory that holds "
-                                                "a run.")
-@add_options(DATA_OPTIONS)
-def train_command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_pairs, epochs,
-                  batch_size, lr, weight_decay, schedule, warmup_epochs, label_smoothing,
-                  class_weights, balanced_sampling, monitor, patience, seed, device, no_amp,
-                  workers, init_from, freeze, resume, overwrite, **data_params):
+@overwrite_option("Start again in a run directory that holds a run.")
+@add_options(LABEL_OPTIONS + RECIPE_OPTIONS + SPLIT_OPTIONS)
+def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_pairs, epochs,
+            batch_size, lr, weight_decay, schedule, warmup_epochs, label_smoothing,
+            class_weights, balanced_sampling, monitor, patience, seed, device, no_amp,
+            workers, init_from, freeze, resume, overwrite, **data_params):
     """Train a morphology classifier (or a U-Net: --task segment) on prepared or raw cutouts.
 
     \b
@@ -108,29 +106,33 @@ def train_command(data, run_dir, task, arch, width, depth, dropout, symmetry, mi
       galcnn train --data prepared/sim-masks --out runs/unet --task segment
       torchrun --nproc_per_node 4 -m galcnn train --data prepared/gz1 --out runs/gz1
     """
-    from galcnn.checkpoint import CheckpointError
-    from galcnn.train import TrainError, TrainOptions, train
+    from galcnn.stages.prepare import prepare
+    from galcnn.stages.train import TrainOptions, train
 
     options = TrainOptions(
-        task=task, arch=arch, width=width, depth=depth, dropout=dropout, symmetry=symmetry, mirror_pairs=mirror_pairs,
-        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-        schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
-        class_weights=class_weights, balanced_sampling=balanced_sampling, monitor=monitor,
-        patience=patience, seed=seed, device=device, workers=workers, amp=not no_amp,
-        init_from=init_from, freeze=freeze)
-    prepare_options, label_kwargs = prepare_arguments(data_params, seed=seed)
-    command = "galcnn " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        task=task, arch=arch, width=width, depth=depth, dropout=dropout, symmetry=symmetry,
+        mirror_pairs=mirror_pairs, epochs=epochs, batch_size=batch_size, lr=lr,
+        weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
+        label_smoothing=label_smoothing, class_weights=class_weights,
+        balanced_sampling=balanced_sampling, monitor=monitor, patience=patience, seed=seed,
+        device=device, workers=workers, amp=not no_amp, init_from=init_from, freeze=freeze)
+    prepare_options = prepare_options_from(data_params, seed=seed)
+
+    def prepare_raw(target: str) -> None:
+        """Raw cutouts in ``--data``: prepared into RUN/prepared with the data options."""
+        result = prepare([data], target, options=prepare_options, overwrite=True,
+                         classes=data_params["classes"], **label_kwargs(data_params))
+        for path, problem in result.failures:
+            logger.warning("prepare: %s: %s", path, problem)
+        logger.info("prepared %d samples from %s into %s (%d failed)", result.n_samples, data,
+                    target, len(result.failures))
+
     with ExitStack() as stack:
         progress = _epoch_bars(stack, epochs) if sys.stderr.isatty() else None
-        try:
-            result = train(data, run_dir, options,
-                           prepare_kwargs={"options": prepare_options, **label_kwargs},
-                           resume=resume, overwrite=overwrite, progress=progress,
-                           command=command)
-        except (TrainError, CheckpointError) as exc:
-            raise click.ClickException(str(exc))
+        result = run(train, data, run_dir, options, prepare_data=prepare_raw, resume=resume,
+                     overwrite=overwrite, progress=progress, command=command_line())
     if result is not None:
-        _report_training(result)
+        _report(result)
 
 
 def _epoch_bars(stack: ExitStack, epochs: int):
@@ -158,43 +160,17 @@ def _epoch_bars(stack: ExitStack, epochs: int):
     return start
 
 
-def _metrics_table(metrics: dict, title: str):
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in ("class", "precision", "recall", "F1", "support"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for name, values in metrics["per_class"].items():
-        table.add_row(name, f"{values['precision']:.3f}", f"{values['recall']:.3f}",
-                      f"{values['f1']:.3f}", str(values["support"]))
-    return table
-
-
-def _iou_table(metrics: dict, title: str):
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in ("class", "IoU", "recall", "pixels"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for name, values in metrics["per_class"].items():
-        table.add_row(name, f"{values['iou']:.3f}", f"{values['recall']:.3f}",
-                      str(values["support"]))
-    return table
-
-
-def _report_training(result) -> None:
-    from rich.console import Console
-
+def _report(result) -> None:
     metrics = result.metrics
-    out = Console(highlight=False, soft_wrap=True)
+    out = stdout()
     stop = " (early stop)" if result.stopped_early else ""
     out.print(f"Trained {result.epochs_run} epoch(s){stop} in {result.elapsed_s / 60:.1f} min; "
               f"best epoch {result.best_epoch}, saved to [bold]{result.run_dir}/best.pt[/]")
     if "mean_iou" in metrics:
-        out.print(_iou_table(metrics, "Validation split, best epoch (pixels)"))
+        out.print(pixel_metrics_table(metrics, "Validation split, best epoch (pixels)"))
         out.print(f"pixel accuracy {metrics['accuracy']:.3f}   mean IoU {metrics['mean_iou']:.3f}")
         return
-    out.print(_metrics_table(metrics, "Validation split, best epoch"))
+    out.print(class_metrics_table(metrics, "Validation split, best epoch"))
     out.print(f"accuracy {metrics['accuracy']:.3f}   macro-F1 {metrics['macro_f1']:.3f}   "
               f"ECE {metrics['ece_before']:.3f} -> {metrics['ece_after']:.3f} after temperature "
               f"{metrics['temperature']:.2f}")
@@ -202,57 +178,3 @@ def _report_training(result) -> None:
         test = metrics["test"]
         out.print(f"test split: accuracy {test['accuracy']:.3f}   macro-F1 "
                   f"{test['macro_f1']:.3f}   ECE {test['ece']:.3f}")
-
-
-@click.command("evaluate")
-@click.argument("model", type=click.Path(exists=True))
-@click.argument("data", type=click.Path(exists=True))
-@click.option("--split", type=click.Choice(("all", "train", "val", "test")), default="all",
-              show_default=True, help="Split of a prepared dataset (augmented copies are always "
-                                      "left out).")
-@click.option("--tta/--no-tta", default=True, show_default=True,
-              help="Pool over the model's symmetry group.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False),
-              help="Also write the metrics to this JSON file.")
-@click.option("--device", type=click.Choice(("auto", "cpu", "cuda", "mps")), default="auto",
-              show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
-@click.option("-j", "--workers", type=click.IntRange(1), default=None,
-              help="Reading processes when DATA holds raw cutouts.")
-@add_options(LABEL_OPTIONS)
-def evaluate_command(model, data, split, tta, json_path, device, batch_size, workers,
-                     **label_params):
-    """Metrics of MODEL (checkpoint or run directory) on labelled DATA (prepared or raw).
-
-    \b
-    Examples:
-      galcnn evaluate runs/sim prepared/sim --split val
-      galcnn evaluate runs/gz1/best.pt more_gz1_cutouts/ --json gz1-metrics.json
-    """
-    from rich.console import Console
-
-    from galcnn.checkpoint import CheckpointError
-    from galcnn.evaluate import EvaluateError, evaluate
-
-    try:
-        metrics = evaluate(model, data, split=split, device=device, tta=tta,
-                           batch_size=batch_size, workers=workers, prepare_kwargs=label_params)
-    except (CheckpointError, EvaluateError, ValueError) as exc:
-        raise click.ClickException(str(exc))
-    out = Console(highlight=False, soft_wrap=True)
-    err = Console(stderr=True, highlight=False)
-    for failure in metrics["failures"]:
-        err.print(f"galcnn evaluate: {failure['file']}: {failure['problem']}", markup=False)
-    out.print(_metrics_table(metrics, f"{data} ({metrics['n']} samples, split {split})"))
-    out.print(f"accuracy {metrics['accuracy']:.3f}   macro-F1 {metrics['macro_f1']:.3f}   "
-              f"balanced accuracy {metrics['balanced_accuracy']:.3f}   ECE {metrics['ece']:.3f}")
-    if metrics["n_unknown_class"]:
-        out.print(f"Left out: {metrics['n_unknown_class']} sample(s) of classes the model does "
-                  "not know")
-    if json_path:
-        with open(json_path, "w", encoding="utf-8") as handle:
-            json.dump(metrics, handle, indent=2)
-    if metrics["failures"]:
-        from galcnn.cli.main import EXIT_SOME_FAILED
-
-        sys.exit(EXIT_SOME_FAILED)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from galcnn.normalise import Stretch, background_and_noise, fill_bad
+from galcnn.data.stretch import Stretch, background_and_noise
 
 
 def _ramp(n=101):
@@ -92,9 +92,3 @@ def test_parameters_round_trip_and_validation():
         Stretch("sqrtish")
     with pytest.raises(ValueError, match="percentiles"):
         Stretch("percentile", lower=90, upper=10)
-
-
-def test_fill_bad_median_and_zero():
-    data = np.array([[[1.0, np.nan, 3.0, 5.0]]], dtype=np.float32)
-    assert fill_bad(data.copy(), "median")[0, 0, 1] == 3.0
-    assert fill_bad(data.copy(), "zero")[0, 0, 1] == 0.0

@@ -3,7 +3,7 @@
 The stretches are the ones astronomers already use to look at images: Lupton-style asinh
 scaled to the background noise, percentile clip, IRAF's zscale, log and linear (the last four
 through :mod:`astropy.visualization`). Statistics come from finite pixels only; NaN stays NaN
-so that the caller decides how bad pixels are filled.
+so that the recipe (:mod:`galcnn.data.recipe`) decides how bad pixels are filled.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from astropy.stats import sigma_clipped_stats
 from astropy.visualization import (AsymmetricPercentileInterval, LinearStretch, LogStretch,
                                    ManualInterval, MinMaxInterval, ZScaleInterval)
 
-__all__ = ["Stretch", "STRETCH_NAMES", "SCOPES", "background_and_noise", "fill_bad"]
-
-from galcnn.choices import FILL_METHODS, STRETCH_NAMES
+from galcnn.choices import STRETCH_NAMES
 from galcnn.choices import STRETCH_SCOPES as SCOPES
+
+__all__ = ["Stretch", "background_and_noise"]
 
 
 def background_and_noise(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -160,17 +160,3 @@ class Stretch:
             factor = np.where(np.abs(intensity) > 1e-12 * soft,
                               np.arcsinh(intensity / soft) / intensity, 1.0 / soft)
         return (centred * factor[None]).astype(np.float32)
-
-
-def fill_bad(data: np.ndarray, method: str = "median") -> np.ndarray:
-    """Replace NaN pixels in place by each band's median of finite pixels (or zero)."""
-    if method not in FILL_METHODS:
-        raise ValueError(f"unknown fill method {method!r}; choose one of {', '.join(FILL_METHODS)}")
-    for band in data:
-        bad = ~np.isfinite(band)
-        if bad.any():
-            value = 0.0
-            if method == "median" and not bad.all():
-                value = float(np.median(band[~bad]))
-            band[bad] = value
-    return data

@@ -1,6 +1,6 @@
-"""Symmetry groups on batches of tensors: on-the-fly augmentation and group pooling.
+"""Symmetry groups on batches of tensors: on-the-fly augmentation and the group elements of pooling.
 
-Elements are ``(k, flip)`` pairs with the meaning of :class:`galcnn.augment.D4`: first mirror
+Elements are ``(k, flip)`` pairs with the meaning of :class:`galcnn.data.augment.D4`: first mirror
 left-right, then rotate ``k`` quarter turns. A reflection turns a clockwise spiral into an
 anticlockwise one, so reflections either stay out of the group (``rot90``) or come with a
 permutation of the classes that swaps mirror-image pairs (``mirror_swap``).
@@ -14,7 +14,10 @@ import re
 import torch
 import torch.nn.functional as F
 
-from galcnn.augment import group_elements
+from galcnn.data.augment import group_elements
+
+__all__ = ["Element", "elements_of", "find_mirror_pairs", "mirror_permutation", "apply_element",
+           "invert_element", "random_elements", "random_rotations"]
 
 Element = tuple[int, bool]
 
@@ -66,15 +69,10 @@ def apply_element(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     return torch.rot90(x, k, dims=(-2, -1)) if k % 4 else x
 
 
-def pool_elements(net: torch.nn.Module, x: torch.Tensor, elements: list[Element],
-                  mirror_swap: torch.Tensor) -> torch.Tensor:
-    """Mean of the logits over all transformed copies, evaluated as one batch."""
-    copies = torch.cat([apply_element(x, k, f) for k, f in elements])
-    logits = net(copies).view(len(elements), x.shape[0], -1)
-    if mirror_swap.numel():
-        flipped = torch.tensor([f for _, f in elements], device=logits.device)
-        logits = torch.where(flipped[:, None, None], logits[:, :, mirror_swap], logits)
-    return logits.mean(0)
+def invert_element(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Undo :func:`apply_element`: rotate back, then mirror back."""
+    x = torch.rot90(x, -k, dims=(-2, -1)) if k % 4 else x
+    return torch.flip(x, dims=(-1,)) if flip else x
 
 
 def random_elements(x: torch.Tensor, labels: torch.Tensor, elements: list[Element],

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["GROUPS", "D4", "Rotation", "group_elements", "parse_transform", "choose_transforms"]
-
 from galcnn.choices import GROUPS
+
+__all__ = ["D4", "Rotation", "group_elements", "parse_transform", "choose_transforms"]
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import numpy as np
 from skimage.filters import gaussian
 from skimage.transform import ProjectiveTransform, resize, warp
 
-__all__ = ["FIT_MODES", "fit_to_size", "fit_mask_to_size", "rotate_to_size"]
-
 from galcnn.choices import FIT_MODES
+
+__all__ = ["fit_to_size", "fit_mask_to_size", "rotate_to_size"]
 
 
 def _check(image: np.ndarray, fit: str) -> None:

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from galcnn.inputs import Source, strip_fits_suffix
+from galcnn.data.inputs import Source, strip_fits_suffix
 
-__all__ = ["LabelTable", "read_label_table", "find_label_file", "match_labels",
-           "labels_from_directories", "choose_classes"]
+__all__ = ["LabelTable", "ResolvedLabels", "read_label_table", "find_label_file", "match_labels",
+           "labels_from_directories", "choose_classes", "resolve_labels"]
 
 ID_COLUMNS = ("file", "filename", "path", "id", "objid", "name", "object")
 LABEL_COLUMNS = ("label", "class", "morphology", "type")
@@ -205,3 +205,46 @@ def choose_classes(labels: dict[Source, str], classes: list[str] | None
         if lab not in order:
             dropped[lab] = dropped.get(lab, 0) + 1
     return order, kept, dropped
+
+
+@dataclass
+class ResolvedLabels:
+    """Where each source's label came from, and what did not match."""
+
+    labels: dict[Source, str] | None
+    """None: the inputs carry no labels."""
+    source: str
+    """``table:PATH``, ``directories`` or ``none``."""
+    unlabelled: list[Source] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    """Table ids that matched no input file."""
+    info: dict = field(default_factory=dict)
+    """How the table was read (columns, filters, counts), for the dataset's metadata."""
+
+
+def resolve_labels(sources: list[Source], inputs: list[str], *, table: str | None = None,
+                   id_column: str | None = None, label_column: str | None = None,
+                   where: dict[str, str] | None = None, no_labels: bool = False
+                   ) -> ResolvedLabels:
+    """Labels by precedence: ``table``, a ``labels.csv`` inside the single input directory,
+    class-named subdirectories, or none. Raises ValueError when a table matches no input."""
+    if no_labels:
+        return ResolvedLabels(None, "none")
+    table = table or find_label_file(list(inputs))
+    if table:
+        read = read_label_table(table, id_column=id_column, label_column=label_column,
+                                where=where)
+        labels, unlabelled, missing = match_labels(sources, read)
+        if not labels:
+            raise ValueError(f"{table}: no label matched any input file (ids like "
+                             f"{next(iter(read.labels), '?')!r} vs files like "
+                             f"{sources[0].paths[0]!r}); check --id-column")
+        info = {"table": os.path.abspath(table), "id_column": read.id_column,
+                "label_column": read.label_column, "where": dict(where or {}),
+                "rows": read.n_rows, "rows_filtered_out": read.n_filtered,
+                "rows_without_label": read.n_empty, "conflicting_ids": read.conflicts}
+        return ResolvedLabels(labels, f"table:{table}", unlabelled, missing, info)
+    labels = labels_from_directories(sources)
+    if labels is not None:
+        return ResolvedLabels(labels, "directories")
+    return ResolvedLabels(None, "none")

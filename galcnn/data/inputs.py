@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 __all__ = ["Source", "FITS_SUFFIXES", "is_fits_name", "strip_fits_suffix", "expand_inputs",
-           "group_bands", "sources_from_files"]
+           "group_bands", "sources_from_files", "collect_sources"]
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz",
                  ".fit.fz", ".fz", ".fits.bz2")
@@ -175,3 +175,16 @@ def group_bands(pairs: list[tuple[str, str]], pattern: str, bands: list[str] | N
         object_id = (os.path.basename(stem) if relative.startswith("..") else relative)
         sources.append(Source(id=object_id.replace(os.sep, "/"), paths=paths, root=root))
     return sources, band_order, problems
+
+
+def collect_sources(inputs: list[str] | tuple[str, ...], *, band_pattern: str | None = None,
+                    bands: list[str] | tuple[str, ...] | None = None, require_any: bool = False
+                    ) -> tuple[list[Source], list[str], list[tuple[str, str]]]:
+    """Sources of ``inputs``: one per file, or one per object of one-file-per-band inputs
+    grouped by ``band_pattern``. Returns the sources, the band order of a grouping (empty
+    without one) and ``(file, problem)`` for files that fit no group. Raises ValueError for
+    inputs that name nothing."""
+    pairs = expand_inputs(inputs, require_any=require_any)
+    if band_pattern:
+        return group_bands(pairs, band_pattern, list(bands) if bands else None)
+    return sources_from_files(pairs), [], []

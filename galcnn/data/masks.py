@@ -1,7 +1,7 @@
 """Training masks for the U-Net: derived from a cutout and its label, or read from the file.
 
 A cutout mask holds 0 for background, 1 for the central object (which takes the cutout's
-class) and 2 for other objects in the cutout, the convention of :mod:`galcnn.simulate`.
+class) and 2 for other objects in the cutout, the convention of :mod:`galcnn.data.simulate`.
 :func:`segmentation_classes` and :func:`mask_to_target` turn it into per-pixel class indices.
 """
 
@@ -13,7 +13,9 @@ import numpy as np
 from astropy.stats import sigma_clipped_stats
 from skimage import measure
 
-__all__ = ["MASK_BACKGROUND", "MASK_CENTRAL", "MASK_OTHER", "derive_mask",
+from galcnn.data.geometry import fit_mask_to_size
+
+__all__ = ["MASK_BACKGROUND", "MASK_CENTRAL", "MASK_OTHER", "derive_mask", "cutout_mask",
            "segmentation_classes", "mask_to_target", "parse_mask_source", "read_mask_hdu",
            "drop_small", "detect"]
 
@@ -52,6 +54,19 @@ def read_mask_hdu(path: str, hdu: str, shape: tuple[int, int]) -> np.ndarray:
     if not np.all(np.isfinite(data)) or data.min() < 0:
         raise ValueError(f"mask HDU {hdu!r} holds negative or non-finite values")
     return np.minimum(data, MASK_OTHER).astype(np.uint8)
+
+
+def cutout_mask(path: str, data: np.ndarray, rule: str, size: tuple[int, int], *,
+                fit: str = "crop", nsigma: float = 2.0) -> np.ndarray:
+    """The 0/1/2 mask of one cutout by ``rule`` (``auto`` or ``hdu:NAME``, see
+    :func:`parse_mask_source`), brought to ``size`` with the image's geometry.
+
+    Raises ValueError (a one-line problem with this file's mask)."""
+    if rule == "auto":
+        raw = derive_mask(data, nsigma=nsigma)
+    else:
+        raw = read_mask_hdu(path, rule[4:], data.shape[1:])
+    return fit_mask_to_size(raw, size, fit=fit)
 
 
 def detect(data: np.ndarray, *, nsigma: float = 2.0, min_pixels: int = 5) -> np.ndarray:

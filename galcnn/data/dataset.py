@@ -1,12 +1,14 @@
 """The prepared-dataset format: memory-mappable ``.npy`` shards, a CSV manifest, JSON metadata.
 
-Layout of a prepared directory::
+Layout of a prepared directory (written by :mod:`galcnn.data.writer`)::
 
-    metadata.json        classes, bands, size, dtype, stretch, geometry, augmentation, provenance
+    metadata.json        classes and counts, ``preprocess`` (the recipe: bands, size, stretch,
+                         fit, fill, HDU rule, dtype), ``options`` (augmentation, split, masks),
+                         provenance
     manifest.csv         one row per sample (MANIFEST_COLUMNS), in shard order
     images/shard-NNNNN.npy   arrays of shape (n, bands, y, x), opened with mmap_mode="r"
     masks/shard-NNNNN.npy    with ``--masks``: uint8 (n, y, x), 0 background, 1 the central
-                             object, 2 other objects (see galcnn.masks)
+                             object, 2 other objects (see galcnn.data.masks)
     failed.csv           file,problem for every input that could not be used (header only if none)
 
 No sample needs to be in memory to read another, so a dataset may be larger than RAM.
@@ -17,71 +19,22 @@ from __future__ import annotations
 import csv
 import json
 import os
+from functools import cached_property
 
 import numpy as np
 
-__all__ = ["MANIFEST_COLUMNS", "FORMAT_NAME", "FORMAT_VERSION", "ShardWriter",
-           "PreparedDataset", "write_manifest", "read_manifest", "is_prepared_dataset"]
+from galcnn.data.masks import mask_to_target
+from galcnn.data.recipe import Preprocess
+
+__all__ = ["MANIFEST_COLUMNS", "FORMAT_NAME", "FORMAT_VERSION", "PreparedDataset",
+           "read_manifest", "is_prepared_dataset"]
 
 FORMAT_NAME = "galcnn-prepared"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST_COLUMNS = ("index", "id", "file", "hdu", "label", "label_index", "split", "transform",
                     "shard", "row", "ra", "dec", "n_bad", "mask_shard", "mask_row")
 IMAGES_DIR = "images"
 MASKS_DIR = "masks"
-
-
-class ShardWriter:
-    """Append samples of one shape and dtype; each full shard is saved as one ``.npy`` file."""
-
-    def __init__(self, directory: str, sample_shape: tuple[int, ...], dtype: str = "float32", *,
-                 shard_bytes: int = 64 * 2**20, subdir: str = IMAGES_DIR):
-        self.directory = directory
-        self.subdir = subdir
-        self.sample_shape = tuple(sample_shape)
-        self.dtype = np.dtype(dtype)
-        sample_bytes = int(np.prod(self.sample_shape)) * self.dtype.itemsize
-        self.per_shard = max(1, shard_bytes // sample_bytes)
-        self._buffer = np.empty((self.per_shard, *self.sample_shape), dtype=self.dtype)
-        self._n_in_buffer = 0
-        self.shards: list[dict] = []
-        os.makedirs(os.path.join(directory, subdir), exist_ok=True)
-
-    @property
-    def _shard_name(self) -> str:
-        return f"{self.subdir}/shard-{len(self.shards):05d}.npy"
-
-    def add(self, sample: np.ndarray) -> tuple[str, int]:
-        """Store one sample; returns (shard file, row) where it will be found."""
-        if sample.shape != self.sample_shape:
-            raise ValueError(f"sample shape {sample.shape} != {self.sample_shape}")
-        name, row = self._shard_name, self._n_in_buffer
-        self._buffer[row] = sample
-        self._n_in_buffer += 1
-        if self._n_in_buffer == self.per_shard:
-            self._flush()
-        return name, row
-
-    def _flush(self) -> None:
-        if self._n_in_buffer == 0:
-            return
-        name = self._shard_name
-        np.save(os.path.join(self.directory, name), self._buffer[: self._n_in_buffer])
-        self.shards.append({"file": name, "n": self._n_in_buffer})
-        self._n_in_buffer = 0
-
-    def close(self) -> list[dict]:
-        self._flush()
-        self._buffer = np.empty((0, *self.sample_shape), dtype=self.dtype)
-        return self.shards
-
-
-def write_manifest(path: str, rows: list[dict]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: row.get(k, "") for k in MANIFEST_COLUMNS})
 
 
 def read_manifest(path: str) -> list[dict]:
@@ -127,6 +80,21 @@ class PreparedDataset:
     @property
     def classes(self) -> list[str]:
         return list(self.metadata.get("classes", []))
+
+    @cached_property
+    def preprocess(self) -> Preprocess:
+        """The recipe every sample was made with (datasets of galcnn 0.1 included)."""
+        meta = self.metadata
+        if "preprocess" in meta:
+            return Preprocess.from_dict(meta["preprocess"])
+        return Preprocess.from_legacy({**meta.get("options", {}), "stretch": meta["stretch"]},
+                                      bands=meta["bands"], size=meta["size"],
+                                      band_pattern=meta.get("band_pattern"))
+
+    @property
+    def options(self) -> dict:
+        """How the set was made beyond the recipe: augmentation, split, masks."""
+        return dict(self.metadata.get("options", {}))
 
     @property
     def has_masks(self) -> bool:
@@ -177,12 +145,18 @@ class PreparedDataset:
         if not self.has_masks:
             raise ValueError(f"{self.path} holds no masks; prepare it with --masks auto or "
                              "--masks hdu:NAME")
-        shape = tuple(self.metadata["size"])
+        shape = self.preprocess.size
         out = np.empty((len(indices), *shape), dtype=np.uint8)
         for position, index in enumerate(indices):
             row = self.rows[int(index)]
             out[position] = self._shard(row["mask_shard"])[row["mask_row"]]
         return out
+
+    def pixel_targets(self, indices) -> np.ndarray:
+        """Per-pixel class indices ``(n, y, x)`` of many samples, in the order of
+        :func:`galcnn.data.masks.segmentation_classes` of this set's classes."""
+        labels = np.array([self.rows[int(i)]["label_index"] for i in indices], dtype=np.int64)
+        return mask_to_target(self.masks(indices), labels, len(self.classes))
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)

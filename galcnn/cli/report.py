@@ -1,0 +1,41 @@
+"""Tables that more than one command prints."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+__all__ = ["class_metrics_table", "pixel_metrics_table", "confusion_table"]
+
+
+def class_metrics_table(metrics: dict, title: str) -> Table:
+    """Per-class precision, recall, F1 and support."""
+    table = Table(title=title)
+    for column in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, values in metrics["per_class"].items():
+        table.add_row(name, f"{values['precision']:.3f}", f"{values['recall']:.3f}",
+                      f"{values['f1']:.3f}", str(values["support"]))
+    return table
+
+
+def pixel_metrics_table(metrics: dict, title: str) -> Table:
+    """Per-class IoU, recall and pixel count of a U-Net."""
+    table = Table(title=title)
+    for column in ("class", "IoU", "recall", "pixels"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, values in metrics["per_class"].items():
+        table.add_row(name, f"{values['iou']:.3f}", f"{values['recall']:.3f}",
+                      str(values["support"]))
+    return table
+
+
+def confusion_table(metrics: dict, title: str) -> Table:
+    """Counts of true (rows) against predicted (columns) classes."""
+    classes = list(metrics["per_class"])
+    table = Table(title=title)
+    table.add_column("true \\ predicted")
+    for name in classes:
+        table.add_column(name, justify="right")
+    for name, row in zip(classes, metrics["confusion_matrix"]):
+        table.add_row(name, *(str(v) for v in row))
+    return table

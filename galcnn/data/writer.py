@@ -1,0 +1,123 @@
+"""Writing a prepared dataset: image (and mask) shards, the manifest and the metadata, made
+under a temporary directory beside the output and moved into place only when complete.
+
+The format is described in :mod:`galcnn.data.dataset`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+
+from galcnn.data.atomic import (make_parent, replace_directory, temporary_path, write_csv,
+                                write_json, write_text)
+from galcnn.data.dataset import (FORMAT_NAME, FORMAT_VERSION, IMAGES_DIR, MANIFEST_COLUMNS,
+                                 MASKS_DIR)
+from galcnn.data.inputs import Source
+from galcnn.data.reader import Sample
+
+__all__ = ["ShardWriter", "DatasetWriter"]
+
+
+class ShardWriter:
+    """Append samples of one shape and dtype; each full shard is saved as one ``.npy`` file."""
+
+    def __init__(self, directory: str, sample_shape: tuple[int, ...], dtype: str = "float32", *,
+                 shard_bytes: int = 64 * 2**20, subdir: str = IMAGES_DIR):
+        self.directory = directory
+        self.subdir = subdir
+        self.sample_shape = tuple(sample_shape)
+        self.dtype = np.dtype(dtype)
+        sample_bytes = int(np.prod(self.sample_shape)) * self.dtype.itemsize
+        self.per_shard = max(1, shard_bytes // sample_bytes)
+        self._buffer = np.empty((self.per_shard, *self.sample_shape), dtype=self.dtype)
+        self._n_in_buffer = 0
+        self.shards: list[dict] = []
+        os.makedirs(os.path.join(directory, subdir), exist_ok=True)
+
+    @property
+    def _shard_name(self) -> str:
+        return f"{self.subdir}/shard-{len(self.shards):05d}.npy"
+
+    def add(self, sample: np.ndarray) -> tuple[str, int]:
+        """Store one sample; returns (shard file, row) where it will be found."""
+        if sample.shape != self.sample_shape:
+            raise ValueError(f"sample shape {sample.shape} != {self.sample_shape}")
+        name, row = self._shard_name, self._n_in_buffer
+        self._buffer[row] = sample
+        self._n_in_buffer += 1
+        if self._n_in_buffer == self.per_shard:
+            self._flush()
+        return name, row
+
+    def _flush(self) -> None:
+        if self._n_in_buffer == 0:
+            return
+        name = self._shard_name
+        np.save(os.path.join(self.directory, name), self._buffer[: self._n_in_buffer])
+        self.shards.append({"file": name, "n": self._n_in_buffer})
+        self._n_in_buffer = 0
+
+    def close(self) -> list[dict]:
+        self._flush()
+        self._buffer = np.empty((0, *self.sample_shape), dtype=self.dtype)
+        return self.shards
+
+
+class DatasetWriter:
+    """Samples in, a complete prepared directory out (or nothing, if the run fails).
+
+    Use as a context manager: the temporary directory is removed whatever happens; the output
+    appears only through :meth:`commit`.
+    """
+
+    def __init__(self, out_dir: str, sample_shape: tuple[int, ...], dtype: str, *,
+                 masks: bool = False, overwrite: bool = False):
+        self.out_dir, self.overwrite = out_dir, overwrite
+        make_parent(out_dir)
+        self.tmp_dir = temporary_path(out_dir)
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        os.makedirs(self.tmp_dir)
+        self.images = ShardWriter(self.tmp_dir, sample_shape, dtype)
+        self.masks = (ShardWriter(self.tmp_dir, sample_shape[1:], "uint8", subdir=MASKS_DIR)
+                      if masks else None)
+        self.rows: list[dict] = []
+
+    def __enter__(self) -> "DatasetWriter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+    def add(self, source: Source, sample: Sample, *, label: str = "", label_index: int = -1,
+            split: str = "unlabelled") -> None:
+        """Store every image (and mask) of one source's sample, one manifest row each."""
+        for position, (image, transform) in enumerate(zip(sample.images, sample.transforms)):
+            shard, row = self.images.add(image)
+            mask_shard, mask_row = (self.masks.add(sample.masks[position]) if self.masks
+                                    else ("", ""))
+            self.rows.append({"index": len(self.rows), "id": source.id,
+                              "file": source.path_text, "hdu": sample.hdu, "label": label,
+                              "label_index": label_index, "split": split,
+                              "transform": transform, "shard": shard, "row": row,
+                              "ra": f"{sample.ra:.7f}", "dec": f"{sample.dec:.7f}",
+                              "n_bad": sample.n_bad, "mask_shard": mask_shard,
+                              "mask_row": mask_row})
+
+    def commit(self, metadata: dict, *, failures: list[tuple[str, str]],
+               lists: dict[str, list[str]]) -> None:
+        """Write the manifest, ``metadata.json``, ``failed.csv`` and the non-empty ``lists``
+        (file name -> lines), then move the directory into place."""
+        metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **metadata,
+                    "shards": self.images.close()}
+        if self.masks:
+            metadata["masks"] = {**metadata.get("masks", {}), "shards": self.masks.close()}
+        write_csv(os.path.join(self.tmp_dir, "manifest.csv"), MANIFEST_COLUMNS, self.rows)
+        write_csv(os.path.join(self.tmp_dir, "failed.csv"), ["file", "problem"], failures)
+        for name, lines in lists.items():
+            if lines:
+                write_text(os.path.join(self.tmp_dir, name), "".join(f"{x}\n" for x in lines))
+        write_json(os.path.join(self.tmp_dir, "metadata.json"), metadata)
+        replace_directory(self.tmp_dir, self.out_dir, self.overwrite)

@@ -1,0 +1,18 @@
+"""Networks: a registry of architectures and the group pooling that wraps them.
+
+``create_model(name, n_bands=..., n_classes=..., size=...)`` builds any registered network;
+``list_models()`` names them. Registered here: ``resnet`` and ``cnn`` (classifiers,
+:mod:`galcnn.models.classifiers`) and ``unet`` (segmentation, :mod:`galcnn.models.unet`).
+:class:`GroupPooled` averages a network over a symmetry group (:mod:`galcnn.models.symmetry`).
+"""
+
+from galcnn.models import classifiers, unet  # noqa: F401  (register the architectures)
+from galcnn.models.pooled import GroupPooled
+from galcnn.models.registry import Network, create_model, list_models, model_task, register_model
+
+__all__ = ["Network", "GroupPooled", "create_model", "list_models", "model_task",
+           "register_model", "count_parameters"]
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,167 @@
+"""``galcnn predict``: calibrated class beliefs for any number of cutouts, as a pipeline stage.
+
+Inputs are read through the model card's recipe in worker processes with at most two chunks
+in flight, so memory stays bounded, and go through the model pooled over its symmetry group
+(the model that training validated). Rows are appended to ``OUT.partial`` and flushed as each
+batch finishes; the file is renamed to ``OUT`` only when every input has a row.
+``resume=True`` keeps the complete rows of a partial file and skips their inputs. A file that
+cannot be used gets a row whose ``status`` says why; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from galcnn.checkpoint import file_checksum, load_model
+from galcnn.choices import TABLE_FORMATS
+from galcnn.data.inputs import collect_sources
+from galcnn.data.reader import ReadTask, read_samples
+from galcnn.data.shards import in_shard
+from galcnn.errors import GalcnnError
+from galcnn.inference import Predictor
+from galcnn.runtime import select_device, worker_count
+from galcnn.stages.predict.table import (columns_for, count_rows, done_files, finish_table,
+                                         format_row)
+
+__all__ = ["PredictOptions", "PredictResult", "PredictError", "predict"]
+
+logger = logging.getLogger("galcnn")
+
+
+class PredictError(GalcnnError):
+    """Nothing can be predicted (bad model, options or output path); one line."""
+
+
+@dataclass
+class PredictOptions:
+    batch_size: int = 256
+    tta: bool = False
+    """Add the spread of beliefs across the group's copies (the beliefs do not change)."""
+    mc_dropout: int = 0
+    device: str = "auto"
+    workers: int | None = None
+    amp: bool = True
+    format: str = "csv"
+
+
+@dataclass
+class PredictResult:
+    out_path: str
+    n_rows: int
+    n_ok: int
+    n_failed: int
+    n_skipped_resume: int
+    elapsed_s: float
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def predict(model_path: str, inputs: list[str], out_path: str,
+            options: PredictOptions | None = None, *, shard: tuple[int, int] | None = None,
+            resume: bool = False, overwrite: bool = False, hdu: int | str | None = None,
+            band_pattern: str | None = None, bands: list[str] | None = None,
+            progress: Callable[[int], Callable[[int], None]] | None = None) -> PredictResult:
+    """Write one row per input object of ``inputs`` (files, directories, globs, ``@lists``);
+    ``hdu``, ``band_pattern`` and ``bands`` override the model's reading rules."""
+    started = time.monotonic()
+    options = options or PredictOptions()
+    if options.format not in TABLE_FORMATS:
+        raise PredictError(f"unknown format {options.format!r}; choose "
+                           f"{', '.join(TABLE_FORMATS)}")
+    device = select_device(options.device)
+    model = load_model(model_path, device)
+    card = model.card
+    if card.task != "classify":
+        raise PredictError(f"{model_path}: a {card.task} model; use 'galcnn segment'")
+    predictor = Predictor(model, device, amp=options.amp, mc_dropout=options.mc_dropout)
+    classes, columns = card.classes, columns_for(card.classes)
+    overrides = {"hdu": hdu, "band_pattern": band_pattern, "bands": bands}
+    recipe = replace(card.preprocess, **{k: v for k, v in overrides.items() if v is not None})
+
+    partial = f"{out_path}.partial"
+    if os.path.exists(out_path) and not overwrite:
+        if resume:  # a requeued job whose output is complete: nothing to do, not an error
+            logger.info("%s is already complete; nothing to resume", out_path)
+            n_rows = count_rows(out_path, options.format)
+            return PredictResult(out_path=out_path, n_rows=n_rows, n_ok=0, n_failed=0,
+                                 n_skipped_resume=n_rows, elapsed_s=time.monotonic() - started)
+        raise PredictError(f"{out_path} already exists; use --overwrite to replace it")
+    done: set[str] = set()
+    if resume and os.path.exists(partial):
+        done = done_files(partial, columns)
+    elif os.path.exists(partial) and not overwrite:
+        raise PredictError(f"{partial} exists from an interrupted run; use --resume to "
+                           "continue it or --overwrite to start again")
+
+    try:
+        sources, _, grouping_problems = collect_sources(inputs, band_pattern=recipe.band_pattern,
+                                                        bands=recipe.bands or None)
+    except ValueError as exc:
+        raise PredictError(str(exc)) from exc
+    sources = [s for s in sources if in_shard(s.path_text, shard)]
+    grouping_problems = [(p, m) for p, m in grouping_problems if in_shard(p, shard)]
+    todo = [s for s in sources if s.path_text not in done]
+    n_skipped = len(sources) - len(todo)
+    if not sources and not grouping_problems:
+        raise PredictError("no input files" + (f" in shard {shard[0]}/{shard[1]}" if shard
+                                               else ""))
+
+    workers = worker_count(options.workers, device=device)
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    n_ok = 0
+    failures: list[tuple[str, str]] = []
+    advance = progress(len(todo) + len(grouping_problems)) if progress else None
+    with open(partial, "a" if done else "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        if not done:
+            writer.writerow(columns)
+        for path, problem in grouping_problems:
+            if path not in done:
+                writer.writerow(format_row("", path, "", "", "", classes,
+                                           status=f"error: {problem}"))
+                failures.append((path, problem))
+        batch: list = []
+
+        def flush_batch() -> None:
+            nonlocal n_ok
+            if not batch:
+                return
+            probs, spread = predictor.beliefs(np.stack([s.image for _, s in batch]),
+                                              spread=options.tta)
+            for (source, sample), p, s in zip(batch, probs, spread):
+                writer.writerow(format_row(source.id, source.path_text, sample.hdu, sample.ra,
+                                           sample.dec, classes, p, s))
+            n_ok += len(batch)
+            handle.flush()
+            if advance:
+                advance(len(batch))
+            batch.clear()
+
+        tasks = [ReadTask(i, s) for i, s in enumerate(todo)]
+        for sample in read_samples(tasks, recipe, workers=workers,
+                                   chunk=max(64, options.batch_size)):
+            source = todo[sample.index]
+            if sample.problem:
+                flush_batch()  # keep rows in input order
+                writer.writerow(format_row(source.id, source.path_text, sample.hdu, "", "",
+                                           classes, status=f"error: {sample.problem}"))
+                failures.append((source.path_text, sample.problem))
+                if advance:
+                    advance(1)
+                continue
+            batch.append((source, sample))
+            if len(batch) >= options.batch_size:
+                flush_batch()
+        flush_batch()
+        handle.flush()
+        os.fsync(handle.fileno())
+    finish_table(partial, out_path, options.format, card, file_checksum(model_path))
+    return PredictResult(out_path=out_path, n_rows=n_ok + len(failures) + n_skipped, n_ok=n_ok,
+                         n_failed=len(failures), n_skipped_resume=n_skipped,
+                         elapsed_s=time.monotonic() - started, failures=failures)

@@ -1,0 +1,263 @@
+"""``galcnn prepare``: FITS cutouts in, a memory-mappable training set out.
+
+Inputs become sources (:mod:`galcnn.data.inputs`), get labels (:mod:`galcnn.data.labels`) and
+a split (:mod:`galcnn.data.splits`); the band count and native size are probed from the first
+readable files and complete the recipe (:class:`galcnn.data.recipe.Preprocess`); every source
+is then read through the recipe in parallel (:mod:`galcnn.data.reader`), training samples with
+their augmented copies, and written (:mod:`galcnn.data.writer`). The recipe is recorded in
+``metadata.json``, so a model trained on the set rebuilds exactly these inputs. The output
+appears only when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+
+from galcnn import __version__
+from galcnn.choices import GROUPS
+from galcnn.data.augment import choose_transforms
+from galcnn.data.fitsio import FitsReadError
+from galcnn.data.inputs import Source, collect_sources
+from galcnn.data.labels import choose_classes, resolve_labels
+from galcnn.data.masks import parse_mask_source
+from galcnn.data.reader import ReadTask, read_samples
+from galcnn.data.recipe import Preprocess
+from galcnn.data.splits import SPLITS, assign_splits
+from galcnn.data.writer import DatasetWriter
+from galcnn.errors import GalcnnError
+from galcnn.runtime import worker_count
+
+__all__ = ["PrepareOptions", "PrepareResult", "PrepareError", "prepare"]
+
+N_PROBE = 16
+
+
+class PrepareError(GalcnnError):
+    """Nothing could be prepared (bad options, no inputs, no readable file)."""
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """The recipe, and how the training set is drawn from the inputs."""
+
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    augment: str = "none"
+    """Symmetry group of the augmented copies (:mod:`galcnn.data.augment`)."""
+    copies: int = 0
+    """Augmented copies per training cutout."""
+    val_fraction: float = 0.15
+    test_fraction: float = 0.0
+    seed: int = 0
+    masks: str = "none"
+    """``none``, ``auto`` (derived, :func:`galcnn.data.masks.derive_mask`) or ``hdu:NAME``."""
+    mask_nsigma: float = 2.0
+
+    def __post_init__(self):
+        if self.augment not in GROUPS:
+            raise ValueError(f"unknown augmentation {self.augment!r}; choose one of "
+                             f"{', '.join(GROUPS)}")
+        if self.copies < 0:
+            raise ValueError(f"--copies must be >= 0, got {self.copies}")
+        if self.copies and self.augment == "none":
+            raise ValueError("--copies needs an augmentation group (--augment rot90, dihedral "
+                             "or rotate)")
+        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
+                and self.val_fraction + self.test_fraction < 1):
+            raise ValueError("validation and test fractions must be in [0, 1) and sum to < 1")
+        object.__setattr__(self, "masks", parse_mask_source(self.masks))
+        if self.masks != "none" and self.copies and self.augment == "rotate":
+            raise ValueError("--masks cannot be combined with --augment rotate --copies "
+                             "(interpolated masks); use rot90 or dihedral copies")
+        if self.mask_nsigma <= 0:
+            raise ValueError(f"--mask-nsigma must be > 0, got {self.mask_nsigma}")
+
+    def to_dict(self) -> dict:
+        """Everything but the recipe (stored on its own as ``preprocess``)."""
+        return {"augment": self.augment, "copies": self.copies,
+                "val_fraction": self.val_fraction, "test_fraction": self.test_fraction,
+                "seed": self.seed, "masks": self.masks, "mask_nsigma": self.mask_nsigma}
+
+
+@dataclass
+class PrepareResult:
+    """What a run did; ``failures`` holds ``(file, problem)`` for every input not used."""
+
+    out_dir: str
+    n_sources: int
+    n_samples: int
+    classes: list[str]
+    class_counts: dict[str, dict[str, int]]
+    failures: list[tuple[str, str]]
+    n_unlabelled: int
+    n_missing: int
+    dropped_classes: dict[str, int]
+    label_source: str
+    size: tuple[int, int]
+    n_bands: int
+    n_bad_pixels: int
+    elapsed_s: float
+    masks: str = "none"
+
+    @property
+    def n_failed(self) -> int:
+        return len(self.failures)
+
+
+def prepare(inputs: list[str], out_dir: str, *, options: PrepareOptions | None = None,
+            labels: str | None = None, id_column: str | None = None,
+            label_column: str | None = None, where: dict[str, str] | None = None,
+            classes: list[str] | None = None, no_labels: bool = False,
+            workers: int | None = None, overwrite: bool = False,
+            progress: Callable[[int], Callable[[int], None]] | None = None,
+            command: str | None = None) -> PrepareResult:
+    """Prepare FITS cutouts into ``out_dir``.
+
+    Parameters
+    ----------
+    inputs
+        Files, directories (searched recursively), globs, or ``@list`` files.
+    out_dir
+        Output directory; written under a temporary name and renamed when complete.
+    options
+        The recipe (``options.preprocess``: size, stretch, fill, HDU rule, band pattern and
+        order, ...), augmentation, split and masks.
+    labels, id_column, label_column, where
+        A label table and how to read it; without one, a ``labels.csv`` inside a single
+        input directory, then class-named subdirectories, are used.
+    classes
+        Keep only these classes, in this order.
+    progress
+        ``progress(total)`` returning ``advance(n)``, or None.
+
+    Raises
+    ------
+    PrepareError
+        When nothing can be prepared; per-file problems are returned, not raised.
+    """
+    started = time.monotonic()
+    options = options or PrepareOptions()
+    recipe = options.preprocess
+    if os.path.exists(out_dir) and not overwrite:
+        raise PrepareError(f"{out_dir} already exists; use --overwrite to replace it")
+    try:
+        sources, band_order, failures = collect_sources(
+            inputs, band_pattern=recipe.band_pattern, bands=recipe.bands, require_any=True)
+        found = resolve_labels(sources, inputs, table=labels, id_column=id_column,
+                               label_column=label_column, where=where, no_labels=no_labels)
+        if found.labels is not None:
+            class_list, label_map, dropped = choose_classes(found.labels, classes)
+        elif classes:
+            raise PrepareError("--classes needs labels (a table or class-named folders)")
+        else:
+            class_list, label_map, dropped = [], None, {}
+    except ValueError as exc:
+        raise PrepareError(str(exc)) from exc
+    used = [s for s in sources if label_map is None or s in label_map]
+    if not used:
+        raise PrepareError("no labelled input left to prepare")
+    splits = assign_splits(used, label_map, val_fraction=options.val_fraction,
+                           test_fraction=options.test_fraction, seed=options.seed)
+    n_bands, native_size, probe_bands = _probe(used, recipe)
+    names = band_order or probe_bands
+    if len(names) != n_bands:
+        names = [str(i) for i in range(n_bands)]
+    recipe = recipe.with_inputs(names, native_size)
+
+    workers = worker_count(workers)
+    tasks = [ReadTask(i, s, _copies(options, i) if splits[s] == "train" else ())
+             for i, s in enumerate(used)]
+    class_index = {name: i for i, name in enumerate(class_list)}
+    counts = {split: Counter() for split in SPLITS}
+    n_bad_pixels = 0
+    advance = progress(len(tasks)) if progress else None
+    with DatasetWriter(out_dir, (n_bands, *recipe.size), recipe.dtype,
+                       masks=options.masks != "none", overwrite=overwrite) as writer:
+        for sample in read_samples(tasks, recipe, workers=workers,
+                                   same_size=options.preprocess.size is None,
+                                   masks=options.masks, mask_nsigma=options.mask_nsigma):
+            source = used[sample.index]
+            if advance:
+                advance(1)
+            if sample.problem:
+                failures.append((source.path_text, sample.problem))
+                continue
+            label = label_map[source] if label_map is not None else ""
+            n_bad_pixels += sample.n_bad
+            counts[splits[source]][label or "unlabelled"] += len(sample.images)
+            writer.add(source, sample, label=label, label_index=class_index.get(label, -1),
+                       split=splits[source])
+        if not writer.rows:
+            raise PrepareError(f"no input could be prepared ({len(failures)} failed, e.g. "
+                               f"{failures[0][0]}: {failures[0][1]})" if failures else
+                               "no input could be prepared")
+        n_sources = len({r["file"] for r in writer.rows})
+        metadata = {
+            "galcnn_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": command or " ".join(sys.argv),
+            "inputs": [os.path.abspath(i) if not str(i).startswith("@") else i for i in inputs],
+            "classes": class_list,
+            "class_counts": {split: {c: counts[split].get(c, 0) for c in class_list}
+                             for split in ("train", "val", "test")} if label_map else {},
+            "n_samples": len(writer.rows), "n_sources": n_sources, "n_failed": len(failures),
+            "n_unlabelled_files": len(found.unlabelled),
+            "n_labels_without_file": len(found.missing), "dropped_classes": dropped,
+            "labels": {"source": found.source, **found.info},
+            "preprocess": recipe.to_dict(), "options": options.to_dict(),
+        }
+        if label_map is None:
+            metadata["n_unlabelled_samples"] = counts["unlabelled"]["unlabelled"]
+        if options.masks != "none":
+            metadata["masks"] = {"source": options.masks, "values": {
+                "0": "background", "1": "central object", "2": "other objects"}}
+        writer.commit(metadata, failures=failures, lists={
+            "unlabelled.txt": [s.path_text for s in found.unlabelled],
+            "missing_files.txt": found.missing})
+        n_samples = len(writer.rows)
+
+    return PrepareResult(out_dir=out_dir, n_sources=n_sources, n_samples=n_samples,
+                         classes=class_list,
+                         class_counts={s: dict(counts[s]) for s in SPLITS if counts[s]},
+                         failures=failures, n_unlabelled=len(found.unlabelled),
+                         n_missing=len(found.missing), dropped_classes=dropped,
+                         label_source=found.source, size=recipe.size, n_bands=n_bands,
+                         n_bad_pixels=n_bad_pixels, elapsed_s=time.monotonic() - started,
+                         masks=options.masks)
+
+
+def _copies(options: PrepareOptions, index: int) -> tuple:
+    """The augmentation transforms of training source ``index`` (seeded per source)."""
+    if not options.copies:
+        return ()
+    rng = np.random.default_rng([options.seed, index])
+    return tuple(choose_transforms(options.augment, options.copies, rng))
+
+
+def _probe(sources: list[Source], recipe: Preprocess) -> tuple[int, tuple[int, int], list[str]]:
+    """Band count, native size and band names from the first readable sources (the most
+    common shape wins). Raises PrepareError when none of them can be read."""
+    shapes: Counter = Counter()
+    band_names: list[str] = []
+    first_problem = None
+    for source in sources[: N_PROBE * 4]:
+        try:
+            image = recipe.read(source.paths)
+        except FitsReadError as exc:
+            first_problem = first_problem or exc
+            continue
+        shapes[(image.n_bands, *image.shape)] += 1
+        band_names = band_names or image.band_names
+        if sum(shapes.values()) >= N_PROBE:
+            break
+    if not shapes:
+        raise PrepareError(f"none of the first inputs could be read, e.g. {first_problem}")
+    n_bands, height, width = shapes.most_common(1)[0][0]
+    return n_bands, (height, width), band_names

@@ -1,0 +1,45 @@
+"""What defines a ``segment`` run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from galcnn.choices import TABLE_FORMATS
+from galcnn.errors import GalcnnError
+
+__all__ = ["SegmentOptions", "SegmentError"]
+
+
+class SegmentError(GalcnnError):
+    """Nothing can be segmented (bad model or options); one line."""
+
+
+@dataclass
+class SegmentOptions:
+    tile: int = 256
+    """Core tile size in pixels (rounded up to the U-Net's down-sampling factor)."""
+    halo: int | None = None
+    """Context on each side; None: the receptive radius (exact, tile-size independent)."""
+    batch_size: int = 8
+    threshold: float | None = None
+    """A pixel is foreground when 1 - p(background) >= threshold; None: the arg-max class."""
+    min_area: int = 5
+    watershed: bool = False
+    tta: bool = True
+    """Pool over the model's symmetry group (the validated model); False: the bare U-Net."""
+    hdu: int | str | None = None
+    catalogue_format: str = "csv"
+    overlay: bool = False
+    overwrite: bool = False
+    device: str = "auto"
+    amp: bool = True
+
+    def check(self) -> None:
+        if self.tile < 8:
+            raise SegmentError("--tile must be at least 8 pixels")
+        if self.halo is not None and self.halo < 0:
+            raise SegmentError("--halo must be >= 0")
+        if self.threshold is not None and not 0 < self.threshold < 1:
+            raise SegmentError("--threshold must be between 0 and 1")
+        if self.catalogue_format not in TABLE_FORMATS:
+            raise SegmentError(f"--catalogue-format must be one of {', '.join(TABLE_FORMATS)}")

@@ -1,0 +1,165 @@
+"""``galcnn segment``: U-Net class-probability maps, masks, object label maps and catalogues.
+
+For each input image HDU, ``<name>.seg.fits`` (see :mod:`galcnn.stages.segment.output`) and a
+catalogue ``<name>.cat.csv`` (or ``.cat.fits``) with one row per object; ``segment.csv`` in
+the output directory gets one row per input image HDU as it finishes. A file or HDU that
+cannot be used is reported there and in the result; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from galcnn import __version__
+from galcnn.data.fitsio import FitsReadError, ImagePlanes, image_hdus
+from galcnn.data.inputs import collect_sources
+from galcnn.stages.segment.catalogue import catalogue
+from galcnn.stages.segment.objects import class_mask, label_objects
+from galcnn.stages.segment.options import SegmentError, SegmentOptions
+from galcnn.stages.segment.output import write_catalogue, write_maps, write_overlay
+from galcnn.stages.segment.tiling import Segmenter, probability_maps
+
+__all__ = ["SegmentResult", "segment", "segment_image", "LOG_COLUMNS"]
+
+#: ``segment.csv`` in the output directory: one row per input image HDU, appended as done.
+LOG_COLUMNS = ("file", "hdu", "output", "catalogue", "n_objects", "seconds", "status")
+
+
+@dataclass
+class SegmentResult:
+    out_dir: str
+    n_images: int = 0
+    n_objects: int = 0
+    n_skipped: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    megapixels: float = 0.0
+
+    @property
+    def n_failed(self) -> int:
+        return len(self.failures)
+
+
+def segment_image(planes: ImagePlanes, segmenter: Segmenter, options: SegmentOptions,
+                  stem: str, source: str) -> int:
+    """Segment one image HDU into ``stem``.seg.fits and its catalogue; the object count.
+
+    Raises :class:`galcnn.data.fitsio.FitsReadError` for an image the model cannot take."""
+    scratch: list[str] = []
+    directory = os.path.dirname(stem) or "."
+    os.makedirs(directory, exist_ok=True)
+    n_bands = segmenter.card.preprocess.n_bands
+    try:
+        if planes.n_bands != n_bands:
+            raise FitsReadError(planes.path, f"HDU {planes.index} has {planes.n_bands} band(s); "
+                                f"the model needs {n_bands}")
+        probs, coverage, info = probability_maps(planes, segmenter, options, directory, scratch)
+        mask = class_mask(probs, options.threshold)
+        labels = label_objects(mask, options.min_area, options.watershed)
+        mask[labels == 0] = 0
+        statistics = info["stretch"]
+        table = catalogue(labels, probs, planes, segmenter.classes, planes.header,
+                          statistics.get("median"))
+        table.meta.update({"galcnn": __version__, "model_sha256": segmenter.checksum,
+                           "source": source, "hdu": planes.index})
+        write_maps(f"{stem}.seg.fits", planes.header, probs, mask, labels, coverage, segmenter,
+                   options, info, source, planes.index)
+        ext = "fits" if options.catalogue_format == "fits" else "csv"
+        write_catalogue(f"{stem}.cat.{ext}", table, options.catalogue_format)
+        if options.overlay:
+            write_overlay(f"{stem}.png", planes, labels, table, segmenter, statistics)
+        return len(table)
+    finally:
+        for path in scratch:
+            if os.path.exists(path):
+                os.remove(path)
+
+
+def segment(model_path: str, inputs: list[str], out_dir: str,
+            options: SegmentOptions | None = None,
+            progress: Callable[[int], Callable[[int], None]] | None = None) -> SegmentResult:
+    """Segment every image HDU of ``inputs`` into ``out_dir``; see the module docstring.
+
+    Existing outputs are skipped unless ``options.overwrite``, so a rerun resumes.
+    """
+    started = time.monotonic()
+    options = options or SegmentOptions()
+    options.check()
+    segmenter = Segmenter.load(model_path, device=options.device, amp=options.amp,
+                               pooled=options.tta)
+    try:
+        sources, _, _ = collect_sources(inputs, require_any=True)
+    except ValueError as exc:
+        raise SegmentError(str(exc)) from exc
+    os.makedirs(out_dir, exist_ok=True)
+    result = SegmentResult(out_dir=out_dir)
+    log_path = os.path.join(out_dir, "segment.csv")
+    new_log = not os.path.exists(log_path)
+    advance = progress(len(sources)) if progress else None
+    with open(log_path, "a", newline="", encoding="utf-8") as log_handle:
+        log = csv.DictWriter(log_handle, fieldnames=LOG_COLUMNS)
+        if new_log:
+            log.writeheader()
+        for source in sources:
+            for row in _segment_file(source.paths[0], source.id, segmenter, options, out_dir,
+                                     result):
+                log.writerow(row)
+                log_handle.flush()
+            if advance:
+                advance(1)
+    result.elapsed_s = time.monotonic() - started
+    return result
+
+
+def _output_stem(out_dir: str, source_id: str, hdu_index: int, multi: bool) -> str:
+    stem = os.path.join(out_dir, *source_id.split("/"))
+    return f"{stem}.hdu{hdu_index}" if multi else stem
+
+
+def _segment_file(path: str, source_id: str, segmenter: Segmenter, options: SegmentOptions,
+                  out_dir: str, result: SegmentResult) -> Iterator[dict]:
+    empty = {"file": path, "hdu": "", "output": "", "catalogue": "", "n_objects": "",
+             "seconds": ""}
+    if path.endswith((".seg.fits", ".seg.fits.gz")):
+        yield {**empty, "status": "skipped: a galcnn segment output"}
+        return
+    try:
+        hdul, planes_list = image_hdus(path, options.hdu)
+    except FitsReadError as exc:
+        result.failures.append((path, exc.problem))
+        yield {**empty, "status": exc.problem}
+        return
+    with hdul:
+        multi = len(planes_list) > 1
+        for planes in planes_list:
+            stem = _output_stem(out_dir, source_id, planes.index, multi)
+            ext = "fits" if options.catalogue_format == "fits" else "csv"
+            row = {**empty, "hdu": planes.index, "output": f"{stem}.seg.fits",
+                   "catalogue": f"{stem}.cat.{ext}"}
+            if os.path.exists(f"{stem}.seg.fits") and not options.overwrite:
+                result.n_skipped += 1
+                yield {**row, "status": "exists (skipped; --overwrite to redo)"}
+                continue
+            begun = time.monotonic()
+            try:
+                n_objects = segment_image(planes, segmenter, options, stem, path)
+            except FitsReadError as exc:
+                result.failures.append((f"{path}[{planes.index}]", exc.problem))
+                yield {**row, "output": "", "catalogue": "", "status": exc.problem}
+                continue
+            except (ValueError, OSError, RuntimeError) as exc:
+                problem = f"could not be segmented ({type(exc).__name__}: {exc})"
+                result.failures.append((f"{path}[{planes.index}]", problem))
+                yield {**row, "output": "", "catalogue": "", "status": problem}
+                continue
+            result.n_images += 1
+            result.n_objects += n_objects
+            result.outputs.append(f"{stem}.seg.fits")
+            result.megapixels += planes.shape[0] * planes.shape[1] / 1e6
+            yield {**row, "n_objects": n_objects,
+                   "seconds": f"{time.monotonic() - begun:.2f}", "status": "ok"}

@@ -1,0 +1,15 @@
+"""``galcnn train``: a model from a prepared dataset, written to a run directory.
+
+``options``   :class:`TrainOptions`, what defines a run
+``tasks``     the classify and segment plug-ins: classes, targets, loss, validation, end
+``sampling``  batches from memory-mapped shards; class weights and balanced sampling
+``finetune``  starting from another checkpoint
+``run_dir``   config, per-epoch metrics, final metrics and plots
+``loop``      :func:`train`, the task-neutral loop: checkpoints, resume, DDP, early stopping
+"""
+
+from galcnn.stages.train.loop import TrainResult, train
+from galcnn.stages.train.options import TrainError, TrainOptions
+from galcnn.stages.train.sampling import class_weights_for
+
+__all__ = ["train", "TrainOptions", "TrainResult", "TrainError", "class_weights_for"]

@@ -1,0 +1,348 @@
+"""``galcnn train``: the training loop, the same for every task.
+
+One process per device; under ``torchrun`` the same code runs DistributedDataParallel with a
+DistributedSampler and only rank 0 writes. Every epoch ends with a checkpoint (``last.pt``)
+that holds weights, optimizer, scheduler, scaler, RNG states and the history, and every epoch
+is seeded from (seed, epoch): a killed or preempted job resumed with ``resume=True`` continues
+exactly. Validation scores the model pooled over its symmetry group, the model every command
+runs. At the end the task measures the best checkpoint (classifiers get a calibration
+temperature) and the run directory gets its metrics and plots.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+
+from galcnn import __version__
+from galcnn.card import ModelCard
+from galcnn.checkpoint import build_model, load_checkpoint, save_checkpoint
+from galcnn.data.dataset import PreparedDataset, is_prepared_dataset
+from galcnn.errors import GalcnnError
+from galcnn.models import count_parameters
+from galcnn.models.symmetry import elements_of, random_elements, random_rotations
+from galcnn.runtime import (Distributed, amp_dtype, autocast, close_distributed,
+                            distributed_from_env, init_distributed, rng_states, seed_everything,
+                            select_device, set_rng_states, worker_count)
+from galcnn.stages.train.finetune import init_from
+from galcnn.stages.train.options import TrainError, TrainOptions
+from galcnn.stages.train.run_dir import (check_run_dir, write_config, write_history,
+                                         write_results)
+from galcnn.stages.train.sampling import class_weights_for, make_loader
+from galcnn.stages.train.tasks import Task, make_task
+
+__all__ = ["train", "TrainResult"]
+
+logger = logging.getLogger("galcnn")
+
+
+@dataclass
+class TrainResult:
+    run_dir: str
+    classes: list[str]
+    epochs_run: int
+    best_epoch: int
+    metrics: dict
+    stopped_early: bool
+    elapsed_s: float
+    history: list[dict] = field(default_factory=list)
+
+
+def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
+          prepare_data: Callable[[str], object] | None = None, resume: bool = False,
+          overwrite: bool = False, on_epoch_end: Callable[[dict], None] | None = None,
+          progress: Callable[[int, int], Callable[[int], None]] | None = None,
+          command: str | None = None) -> TrainResult | None:
+    """Train a model on the prepared dataset ``data`` into ``run_dir``.
+
+    ``prepare_data(directory)``, when given, prepares raw cutouts: if ``data`` is not a
+    prepared dataset it is called once (by rank 0) to write one into ``RUN/prepared``.
+    ``on_epoch_end(row)`` is called after each epoch's checkpoint is written;
+    ``progress(epoch, n_batches)`` returns ``advance(n_images)`` for a live display. Returns
+    None on ranks other than 0 of a distributed job.
+    """
+    started = time.monotonic()
+    options = options or TrainOptions()
+    options.check()
+    dist_info = distributed_from_env()
+    try:
+        device = select_device(options.device, dist_info.local_rank)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from exc
+    init_distributed(dist_info, device)
+    try:
+        if dist_info.is_main:
+            check_run_dir(run_dir, resume, overwrite)
+            os.makedirs(run_dir, exist_ok=True)
+        _barrier(dist_info)
+        last_path = os.path.join(run_dir, "last.pt")
+        if resume and not os.path.isfile(last_path):
+            raise TrainError(f"--resume: {last_path} not found; nothing to resume")
+        data_path = _prepared(data, run_dir, prepare_data, resume, dist_info)
+        run = _Run(data_path, run_dir, options, dist_info, device, command,
+                   fine_tune=not resume)
+        if resume:
+            run.resume(last_path)
+        run.fit(on_epoch_end, progress)
+        if not dist_info.is_main:
+            return None
+        metrics = run.finish()
+        trainer = run.trainer
+        return TrainResult(run_dir=run_dir, classes=run.task.classes,
+                           epochs_run=trainer["epoch"] + 1, best_epoch=trainer["best_epoch"],
+                           metrics=metrics, stopped_early=trainer["stopped_early"],
+                           elapsed_s=time.monotonic() - started, history=trainer["history"])
+    finally:
+        close_distributed()
+
+
+def _barrier(dist_info: Distributed) -> None:
+    if dist_info.enabled:
+        torch.distributed.barrier()
+
+
+def _prepared(data: str, run_dir: str, prepare_data, resume: bool,
+              dist_info: Distributed) -> str:
+    """A prepared dataset path; raw cutouts are prepared into ``RUN/prepared`` first."""
+    if is_prepared_dataset(data):
+        return data
+    target = os.path.join(run_dir, "prepared")
+    if resume and is_prepared_dataset(target):
+        return target
+    if not os.path.exists(data):
+        raise TrainError(f"--data {data}: no such file or directory")
+    if prepare_data is None:
+        raise TrainError(f"{data} is not a prepared dataset (no metadata.json and "
+                         "manifest.csv); make one with galcnn prepare")
+    if dist_info.is_main:
+        try:
+            prepare_data(target)
+        except GalcnnError as exc:
+            raise TrainError(f"preparing {data}: {exc}") from exc
+    _barrier(dist_info)
+    return target
+
+
+def _lr_lambda(options: TrainOptions, steps_per_epoch: int):
+    total = max(1, options.epochs * steps_per_epoch)
+    warmup = max(1, int(options.warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class _Run:
+    """One run's model, data, optimisation state and bookkeeping."""
+
+    def __init__(self, data_path: str, run_dir: str, options: TrainOptions,
+                 dist_info: Distributed, device: torch.device, command: str | None, *,
+                 fine_tune: bool = True):
+        self.run_dir, self.dist, self.device = run_dir, dist_info, device
+        try:
+            train_set = PreparedDataset(data_path, "train")
+            val_set = PreparedDataset(data_path, "val")
+            test_set = PreparedDataset(data_path, "test")
+        except ValueError as exc:
+            raise TrainError(str(exc)) from exc
+        if len(train_set) == 0:
+            raise TrainError(f"{data_path}: no training samples (a labelled prepared set is "
+                             "needed: the labels choose the training split)")
+        if len(val_set) == 0:
+            logger.warning("%s has no validation split; early stopping and calibration use "
+                           "the training set (prepare with --val-fraction > 0)", data_path)
+            val_set = train_set
+        self.task: Task = make_task(options.task, train_set, val_set, test_set)
+        self.options = options = self.task.resolve(options)
+        recipe = train_set.preprocess
+        symmetry, pairs = self.task.resolve_symmetry(options)
+        self.symmetry = symmetry
+        self.elements = elements_of(symmetry, recipe.size)
+        counts = self.task.class_counts()
+        self.card = ModelCard(
+            task=self.task.name, classes=self.task.classes,
+            cutout_classes=self.task.cutout_classes, preprocess=recipe, model=options.arch,
+            model_args=self.task.model_args(options, recipe), symmetry=symmetry,
+            elements=self.elements, mirror_pairs=pairs,
+            training={"options": {**asdict(options), "mirror_pairs": [list(p) for p in pairs]},
+                      "data": {"path": os.path.abspath(data_path),
+                               "train_counts": counts.tolist(), "n_train": len(train_set),
+                               "n_val": len(val_set)}},
+            provenance={"galcnn_version": __version__, "torch_version": str(torch.__version__)})
+
+        seed_everything(options.seed, -1)
+        self.model = build_model(self.card)
+        if options.init_from and fine_tune:  # a resumed run has its own weights
+            init_from(self.model.net, options.init_from, options.freeze)
+        self.model = self.model.to(device).to(memory_format=torch.channels_last)
+        self.net = (torch.nn.parallel.DistributedDataParallel(
+            self.model.net, device_ids=[device.index] if device.type == "cuda" else None)
+            if dist_info.enabled else self.model.net)
+        self.workers = worker_count(options.workers, device=device,
+                                    world_size=dist_info.world_size, decodes_fits=False)
+        self.loader, self.sampler = make_loader(
+            train_set, self.task.targets, balanced=options.balanced_sampling,
+            batch_size=options.batch_size, seed=options.seed, dist_info=dist_info,
+            workers=self.workers, device=device)
+        self.steps_per_epoch = max(1, len(self.loader))
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(parameters, lr=options.lr,
+                                           weight_decay=options.weight_decay)
+        if options.schedule == "onecycle":
+            self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                self.optimizer, max_lr=options.lr,
+                total_steps=options.epochs * self.steps_per_epoch,
+                pct_start=min(0.5, max(options.warmup_epochs / options.epochs, 0.05)))
+        else:
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, _lr_lambda(options, self.steps_per_epoch))
+        self.dtype = amp_dtype(device, options.amp)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+        weights = class_weights_for(counts, options.class_weights)
+        self.weights = weights.to(device) if weights is not None else None
+        self.trainer = {"epoch": -1, "best_score": None, "best_epoch": -1, "bad_epochs": 0,
+                        "history": [], "stopped_early": False}
+        if dist_info.is_main:
+            write_config(run_dir, {
+                "command": command or " ".join(shlex.quote(a) for a in sys.argv),
+                "data": os.path.abspath(data_path), "prepared": os.path.abspath(data_path),
+                "options": self.card.training["options"], "symmetry": symmetry,
+                "device": str(device), "world_size": dist_info.world_size,
+                "amp": str(self.dtype) if self.dtype else None, "loader_workers": self.workers,
+                "parameters": count_parameters(self.model), "galcnn_version": __version__,
+                "torch_version": str(torch.__version__),
+                "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            logger.info("training %s on %s: %d train / %d val samples, %d classes, symmetry "
+                        "%s, %d parameters", options.arch, device, len(train_set),
+                        len(val_set), len(self.task.classes), symmetry,
+                        count_parameters(self.model))
+
+    def resume(self, last_path: str) -> None:
+        state = load_checkpoint(last_path, map_location=self.device)
+        old = state["card"]
+        if (old.classes, old.model, old.model_args, old.elements) != \
+                (self.card.classes, self.card.model, self.card.model_args, self.card.elements):
+            raise TrainError(f"--resume: {last_path} was trained with other classes or model "
+                             "options; start a new run directory")
+        self.model.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.trainer = state["trainer"]
+        set_rng_states(state["rng"])
+        logger.info("resuming %s after epoch %d", self.run_dir, self.trainer["epoch"] + 1)
+
+    def fit(self, on_epoch_end, progress) -> None:
+        options, trainer = self.options, self.trainer
+        higher_is_better = options.monitor != "loss"
+        for epoch in range(trainer["epoch"] + 1, options.epochs):
+            if trainer["stopped_early"]:
+                break
+            advance = (progress(epoch, self.steps_per_epoch)
+                       if progress and self.dist.is_main else None)
+            row, val_metrics = self._epoch(epoch, advance)
+            trainer["history"].append(row)
+            score = row[self.task.score_column] if higher_is_better else -row["val_loss"]
+            improved = trainer["best_score"] is None or score > trainer["best_score"] + 1e-6
+            if improved:
+                trainer.update(best_score=score, best_epoch=epoch + 1, bad_epochs=0)
+            else:
+                trainer["bad_epochs"] += 1
+            trainer["epoch"] = epoch
+            if trainer["bad_epochs"] >= options.patience:
+                trainer["stopped_early"] = True
+            if self.dist.is_main:
+                self._save(epoch, val_metrics, improved)
+                logger.info("epoch %d/%d: loss %.4f acc %.3f | val loss %.4f acc %.3f %s %.3f"
+                            "%s | %.0f images/s", epoch + 1, options.epochs, row["train_loss"],
+                            row["train_accuracy"], row["val_loss"], row["val_accuracy"],
+                            self.task.score_name, row[self.task.score_column],
+                            " *" if improved else "", row["images_per_s"])
+            if on_epoch_end:
+                on_epoch_end(row)
+            if trainer["stopped_early"] and self.dist.is_main:
+                logger.info("early stop: no %s improvement in %d epochs", options.monitor,
+                            options.patience)
+
+    def _epoch(self, epoch: int, advance) -> tuple[dict, dict]:
+        """Train one epoch, then validate the pooled model; the metrics.csv row."""
+        generator = seed_everything(self.options.seed, epoch)
+        self.sampler.set_epoch(epoch)
+        self.model.train()
+        begun = time.monotonic()
+        loss_sum = correct = seen = 0.0
+        swap = self.card.mirror_swap
+        for images, targets in self.loader:
+            x = images.to(self.device, non_blocking=True).contiguous(
+                memory_format=torch.channels_last)
+            y = targets.to(self.device, non_blocking=True)
+            x, y = random_elements(x, y, self.elements, swap, generator)
+            if self.symmetry == "rotate":
+                x = random_rotations(x, generator)
+            with autocast(self.device, self.dtype):
+                logits = self.net(x)
+                loss = self.task.loss(logits.float(), y, self.weights,
+                                      self.options.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            loss_sum += loss.item() * len(y)
+            correct += self.task.correct(logits.detach(), y)
+            seen += len(y)
+            if advance:
+                advance(len(y))
+        train_seconds = time.monotonic() - begun
+        val_loss, val_metrics, val_score = self.task.validate(self.model, self.device,
+                                                              self.dtype)
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
+               "train_accuracy": correct / max(seen, 1), "val_loss": val_loss,
+               "val_accuracy": val_metrics["accuracy"], self.task.score_column: val_score,
+               "lr": float(self.optimizer.param_groups[0]["lr"]),
+               "images_per_s": seen * self.dist.world_size / max(train_seconds, 1e-9),
+               "seconds": time.monotonic() - begun}
+        return row, val_metrics
+
+    def _save(self, epoch: int, val_metrics: dict, improved: bool) -> None:
+        card = self.card.with_updates(metrics=val_metrics,
+                                      training={**self.card.training, "epoch": epoch + 1})
+        state = {"optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                 "trainer": self.trainer, "rng": rng_states()}
+        weights = self.model.net.state_dict()
+        if improved:
+            save_checkpoint(os.path.join(self.run_dir, "best.pt"), card, weights, **state)
+        save_checkpoint(os.path.join(self.run_dir, "last.pt"), card, weights, **state)
+        write_history(self.run_dir, self.trainer["history"], self.task.score_column)
+
+    def finish(self) -> dict:
+        """Measure the best checkpoint; rewrite it without the resume-only state and with its
+        final metrics (and temperature); write metrics.json and the plots."""
+        best_path = os.path.join(self.run_dir, "best.pt")
+        best = load_checkpoint(best_path, map_location=self.device)
+        self.model.net.load_state_dict(best["model"])
+        outcome = self.task.finalise(self.model, self.device, self.dtype)
+        metrics = {**outcome.metrics, "best_epoch": self.trainer["best_epoch"],
+                   "epochs_run": self.trainer["epoch"] + 1, "classes": self.task.classes}
+        card = best["card"].with_updates(
+            metrics={k: v for k, v in metrics.items() if k != "test"},
+            temperature=outcome.temperature or 1.0)
+        save_checkpoint(best_path, card, best["model"], trainer=best["trainer"])
+        write_results(self.run_dir, metrics, self.trainer["history"], outcome.confusion,
+                      self.task.classes)
+        return metrics

@@ -1,0 +1,70 @@
+"""What defines a training run: :class:`TrainOptions`, stored in ``config.json`` and the card."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from galcnn.choices import CLASS_WEIGHTS, MONITORS, SCHEDULES, SYMMETRIES, TASKS
+from galcnn.errors import GalcnnError
+from galcnn.models import list_models
+
+__all__ = ["TrainOptions", "TrainError"]
+
+
+class TrainError(GalcnnError):
+    """Training cannot start (bad data, options, or run directory); explained in one line."""
+
+
+@dataclass
+class TrainOptions:
+    """Everything that defines a training run. ``auto``/None values mean the task's default
+    (see :mod:`galcnn.stages.train.tasks`)."""
+
+    task: str = "classify"
+    arch: str = "auto"
+    """A registered architecture; auto: ``resnet`` to classify, ``unet`` to segment."""
+    width: int | None = None
+    """Channels of the first stage; None: 32 (classifiers) or 16 (U-Net)."""
+    depth: int = 3
+    """U-Net: number of poolings."""
+    dropout: float | None = None
+    """None: 0.3 (classifiers) or 0 (U-Net)."""
+    symmetry: str = "auto"
+    mirror_pairs: list[tuple[str, str]] | None = None
+    epochs: int = 50
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    schedule: str = "cosine"
+    warmup_epochs: float = 2.0
+    label_smoothing: float = 0.05
+    class_weights: str = "auto"
+    balanced_sampling: bool = False
+    monitor: str = "auto"
+    """auto: ``macro_f1`` to classify, ``mean_iou`` to segment; or ``loss``."""
+    patience: int = 15
+    seed: int = 0
+    device: str = "auto"
+    workers: int | None = None
+    amp: bool = True
+    init_from: str | None = None
+    freeze: int = 0
+
+    def check(self) -> None:
+        """Raise :class:`TrainError` for a value no task accepts."""
+        if self.task not in TASKS:
+            raise TrainError(f"unknown --task {self.task!r}; choose {', '.join(TASKS)}")
+        allowed = list_models(self.task)
+        if self.arch not in ("auto", *allowed):
+            raise TrainError(f"--arch {self.arch} cannot {self.task}; choose "
+                             f"{', '.join(allowed)}")
+        for name, value, choices in (("symmetry", self.symmetry, SYMMETRIES),
+                                     ("schedule", self.schedule, SCHEDULES),
+                                     ("monitor", self.monitor, MONITORS),
+                                     ("class-weights", self.class_weights, CLASS_WEIGHTS)):
+            if value not in choices:
+                raise TrainError(f"unknown --{name} {value!r}; choose {', '.join(choices)}")
+        if not 1 <= self.depth <= 6:
+            raise TrainError("--depth must be between 1 and 6")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise TrainError("--epochs, --batch-size and --lr must be positive")
