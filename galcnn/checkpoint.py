@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import zipfile
 
 import torch
@@ -61,9 +62,11 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict
                               "torch.save, or a damaged one)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(f"{path}: not a galcnn checkpoint (it holds Python objects, "
-                              "which are never loaded because they could run code)") from None
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        what = f"the Python object {found[1]}" if found else "Python objects"
+        raise CheckpointError(f"{path}: not a galcnn checkpoint (it asks for {what}, which is "
+                              "never loaded because it could run code)") from None
     except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, AttributeError,
             ValueError) as exc:
         raise CheckpointError(f"{path}: not a galcnn checkpoint (a damaged torch file: "

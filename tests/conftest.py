@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny FITS files written with astropy, and the shared survey data."""
+"""Fixtures shared across test files: the shared survey data, small cutout trees, and tiny
+real models trained once per session (a second or two each)."""
 
 from __future__ import annotations
 
@@ -6,30 +7,8 @@ import os
 
 import numpy as np
 import pytest
-from astropy.io import fits
 
-SHARED_DATA = os.environ.get(
-    "GALCNN_SHARED_DATA",
-    os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
-SAMPLE_DATA = os.path.join(os.path.dirname(__file__), "..", "sample_data")
-
-
-def write_fits(path, data=None, *, header=None, hdus=None):
-    """Write a primary-HDU image (or a given HDU list) and return the path as str."""
-    path = str(path)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    if hdus is None:
-        hdus = [fits.PrimaryHDU(data, header=header)]
-    fits.HDUList(hdus).writeto(path, overwrite=True)
-    return path
-
-
-def noise_image(shape=(32, 32), seed=0, bands=None):
-    rng = np.random.default_rng(seed)
-    full = shape if bands is None else (bands, *shape)
-    image = rng.normal(0.0, 1.0, full).astype(np.float32)
-    image[..., shape[0] // 2 - 2:shape[0] // 2 + 2, shape[1] // 2 - 2:shape[1] // 2 + 2] += 20
-    return image
+from helpers import SAMPLE_DATA, SHARED_DATA, noise_image, tiny, write_fits
 
 
 @pytest.fixture
@@ -47,3 +26,59 @@ def class_dirs(tmp_path):
         for i in range(4):
             write_fits(root / label / f"x{i}.fits", noise_image(seed=offset + i))
     return root
+
+
+@pytest.fixture(scope="session")
+def simulated(tmp_path_factory) -> str:
+    """The sample simulated cutouts prepared at 32 px (4 classes, spiral_cw/acw a mirror
+    pair), a quarter of each class for validation."""
+    from galcnn.data.recipe import Preprocess
+    from galcnn.stages.prepare import PrepareOptions, prepare
+
+    out = str(tmp_path_factory.mktemp("prep") / "sim")
+    prepare([os.path.join(SAMPLE_DATA, "simulated")], out,
+            options=PrepareOptions(Preprocess(size=(32, 32)), val_fraction=0.25), workers=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def classifier(simulated, tmp_path_factory) -> str:
+    """A tiny dihedral classifier (spiral_cw/acw swapped under reflection), one epoch."""
+    from galcnn.stages.train import train
+
+    run = str(tmp_path_factory.mktemp("runs") / "classifier")
+    train(simulated, run, tiny(epochs=1))
+    return run
+
+
+@pytest.fixture(scope="session")
+def masked(tmp_path_factory) -> str:
+    """The simulated sample cutouts at 32 px with their exact masks (HDU MASK)."""
+    from galcnn.data.recipe import Preprocess
+    from galcnn.stages.prepare import PrepareOptions, prepare
+
+    out = str(tmp_path_factory.mktemp("prep") / "sim-masks")
+    prepare([os.path.join(SAMPLE_DATA, "simulated")], out,
+            options=PrepareOptions(Preprocess(size=(32, 32)), val_fraction=0.25,
+                                   masks="hdu:MASK"), workers=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def unet(masked, tmp_path_factory) -> str:
+    """A tiny dihedral U-Net (depth 2), two epochs."""
+    from galcnn.stages.train import train
+
+    run = str(tmp_path_factory.mktemp("runs") / "unet")
+    train(masked, run, tiny(task="segment", depth=2))
+    return run
+
+
+@pytest.fixture(scope="session")
+def field_file(tmp_path_factory) -> str:
+    """A 200 x 150 simulated field with a TAN WCS and an OBJECT keyword."""
+    from galcnn.data.simulate import simulate_field
+
+    image, _, _, header = simulate_field((200, 150), n_galaxies=6, n_stars=4,
+                                         rng=np.random.default_rng(3))
+    return write_fits(tmp_path_factory.mktemp("fields") / "field.fits", image, header=header)

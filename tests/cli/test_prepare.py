@@ -1,3 +1,7 @@
+"""``galcnn prepare`` on the command line: reports, bad input, exit status."""
+
+from __future__ import annotations
+
 import csv
 import json
 import os
@@ -8,13 +12,10 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from click.testing import CliRunner
 
-from conftest import noise_image, write_fits
 from galcnn.cli import cli
 from galcnn.cli.main import EXIT_SOME_FAILED
-from galcnn.data.dataset import MANIFEST_COLUMNS, PreparedDataset
-from galcnn.data.fitsio import read_image
-from galcnn.data.recipe import Preprocess
-from galcnn.stages.prepare import PrepareError, PrepareOptions, prepare
+
+from helpers import SAMPLE_DATA, noise_image, write_fits
 
 
 def _manifest(out):
@@ -29,68 +30,6 @@ def _metadata(out):
 
 def run_cli(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def test_class_directories_give_a_complete_dataset(class_dirs, tmp_path):
-    out = str(tmp_path / "prepared")
-    result = prepare([str(class_dirs)], out, workers=1,
-                     options=PrepareOptions(val_fraction=0.25, seed=3))
-    assert result.classes == ["a", "b"] and result.n_samples == 8 and not result.failures
-    rows = _manifest(out)
-    assert list(rows[0]) == list(MANIFEST_COLUMNS)
-    assert [r["split"] for r in rows].count("val") == 2
-    assert {r["label"] for r in rows if r["split"] == "val"} == {"a", "b"}  # stratified
-    assert {r["id"] for r in rows} == {f"{c}/x{i}" for c in "ab" for i in range(4)}
-    meta = _metadata(out)
-    recipe = meta["preprocess"]
-    assert meta["classes"] == ["a", "b"] and recipe["size"] == [32, 32] and recipe["bands"] == ["0"]
-    assert recipe["stretch"]["name"] == "asinh" and meta["labels"]["source"] == "directories"
-    assert meta["class_counts"]["train"] == {"a": 3, "b": 3}
-    assert meta["galcnn_version"] and recipe["fit"] == "crop" and meta["options"]["seed"] == 3
-    assert os.listdir(tmp_path) == ["cutouts", "prepared"]  # no temporary directory left
-
-    dataset = PreparedDataset(out)
-    shard = np.load(os.path.join(out, rows[0]["shard"]), mmap_mode="r")
-    assert isinstance(shard, np.memmap) and shard.shape[1:] == (1, 32, 32)
-    image, label = dataset[0]
-    source = read_image(rows[0]["file"])
-    expected = Preprocess(size=(32, 32)).apply(source.data)
-    np.testing.assert_allclose(image, expected, rtol=1e-6)
-    assert label == (0 if rows[0]["label"] == "a" else 1)
-    assert len(PreparedDataset(out, split="val")) == 2
-
-
-def test_augmented_copies_only_for_training(class_dirs, tmp_path):
-    out = str(tmp_path / "aug")
-    options = PrepareOptions(augment="dihedral", copies=3, val_fraction=0.25)
-    prepare([str(class_dirs)], out, workers=1, options=options)
-    rows = _manifest(out)
-    train = [r for r in rows if r["split"] == "train"]
-    val = [r for r in rows if r["split"] == "val"]
-    assert len(train) == 6 * 4 and len(val) == 2
-    assert {r["transform"] for r in val} == {"identity"}
-    by_id = {}
-    for r in train:
-        by_id.setdefault(r["id"], []).append(r["transform"])
-    for transforms in by_id.values():
-        assert transforms[0] == "identity" and len(set(transforms)) == 4
-    dataset = PreparedDataset(out)
-    first = [i for i, r in enumerate(dataset.rows) if r["id"] == train[0]["id"]]
-    from galcnn.data.augment import parse_transform
-
-    base = dataset.image(first[0])
-    for index in first[1:]:
-        g = parse_transform(dataset.rows[index]["transform"])
-        np.testing.assert_array_equal(dataset.image(index), g(base))
-
-
-def test_arbitrary_rotation_copies(class_dirs, tmp_path):
-    out = str(tmp_path / "rot")
-    prepare([str(class_dirs)], out, workers=1,
-            options=PrepareOptions(augment="rotate", copies=2, preprocess=Preprocess(size=(16, 16))))
-    transforms = [r["transform"] for r in _manifest(out) if r["transform"] != "identity"]
-    assert transforms and all(t.startswith("rotate:") for t in transforms)
-    assert PreparedDataset(out).image(1).shape == (1, 16, 16)
 
 
 def test_label_table_found_inside_directory_and_reports_written(tmp_path):
@@ -166,26 +105,6 @@ def test_bad_inputs_are_named_and_the_run_goes_on(tmp_path):
     assert f"Failed: {len(expected)}" in result.stdout
 
 
-def test_explicit_size_accepts_other_shapes_and_resize(tmp_path):
-    write_fits(tmp_path / "in" / "a.fits", noise_image((32, 32)))
-    write_fits(tmp_path / "in" / "b.fits", noise_image((48, 40)))
-    out = str(tmp_path / "out")
-    result = prepare([str(tmp_path / "in")], out, no_labels=True, workers=1,
-                     options=PrepareOptions(Preprocess(size=(24, 24), fit="resize")))
-    assert result.n_samples == 2 and not result.failures
-    assert PreparedDataset(out).image(1).shape == (1, 24, 24)
-
-
-def test_workers_do_not_change_the_result(class_dirs, tmp_path):
-    options = PrepareOptions(augment="rot90", copies=2, val_fraction=0.25)
-    prepare([str(class_dirs)], str(tmp_path / "one"), workers=1, options=options)
-    prepare([str(class_dirs)], str(tmp_path / "two"), workers=2, options=options)
-    one, two = PreparedDataset(str(tmp_path / "one")), PreparedDataset(str(tmp_path / "two"))
-    assert [r["transform"] for r in one.rows] == [r["transform"] for r in two.rows]
-    for i in range(len(one)):
-        np.testing.assert_array_equal(one.image(i), two.image(i))
-
-
 def test_refuses_to_overwrite_then_replaces(class_dirs, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -245,14 +164,8 @@ def test_plain_progress_lines_when_not_a_terminal(class_dirs, tmp_path):
     assert "prepare: 8/8 cutouts" in result.stderr
 
 
-def test_classes_without_labels_is_an_error(tmp_path):
-    write_fits(tmp_path / "a.fits", noise_image())
-    with pytest.raises(PrepareError, match="--classes needs labels"):
-        prepare([str(tmp_path / "a.fits")], str(tmp_path / "o"), classes=["x"], workers=1)
-
-
 def test_sample_data_prepares(tmp_path):
-    root = os.path.join(os.path.dirname(__file__), "..", "sample_data")
+    root = SAMPLE_DATA
     result = run_cli("prepare", os.path.join(root, "simulated"), "-o", tmp_path / "sim",
                      "--augment", "rot90", "--copies", "1")
     assert result.exit_code == 0, result.output

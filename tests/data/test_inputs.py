@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import write_fits
+from helpers import write_fits
 from galcnn.data.inputs import expand_inputs, group_bands, sources_from_files, strip_fits_suffix
 
 

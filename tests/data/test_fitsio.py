@@ -5,7 +5,7 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from conftest import noise_image, write_fits
+from helpers import noise_image, write_fits
 from galcnn.data.fitsio import FitsReadError, centre_radec, parse_hdu, read_image
 
 

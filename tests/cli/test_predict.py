@@ -1,0 +1,84 @@
+"""``galcnn predict`` on the command line: rows for bad files, exit codes, FITS."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import shutil
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+from click.testing import CliRunner
+
+from galcnn.cli import cli
+
+from helpers import SAMPLE_DATA, write_fits
+
+
+KINDS = ("elliptical", "spiral_cw", "spiral_acw")
+
+
+@pytest.fixture
+def cutouts(tmp_path):
+    """Twelve simulated cutouts (.fits.fz, image in HDU 1) in one flat directory."""
+    folder = tmp_path / "cutouts"
+    folder.mkdir()
+    for kind in KINDS:
+        for path in sorted(glob.glob(os.path.join(SAMPLE_DATA, "simulated", kind, "*")))[:4]:
+            shutil.copy(path, folder)
+    return folder
+
+
+def _rows(path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_good_and_bad_files_all_get_rows_and_the_exit_status_says_so(classifier, cutouts,
+                                                                     tmp_path):
+    (cutouts / "empty.fits").write_bytes(b"")
+    (cutouts / "notfits.fits").write_text("hello")
+    write_fits(cutouts / "nan.fits", np.full((32, 32), np.nan, dtype=np.float32))
+    write_fits(cutouts / "cube.fits", np.ones((3, 32, 32), dtype=np.float32))
+    good = open(sorted(glob.glob(str(cutouts / "*.fz")))[0], "rb").read()
+    (cutouts / "truncated.fits.fz").write_bytes(good[: len(good) // 2])
+    out = tmp_path / "mixed.csv"
+    result = CliRunner().invoke(cli, ["predict", classifier, str(cutouts), "-o", str(out)])
+    assert result.exit_code == 3, result.output
+    rows = {os.path.basename(r["file"]): r for r in _rows(out)}
+    assert len(rows) == 17
+    assert sum(r["status"] == "ok" for r in rows.values()) == 12
+    assert rows["empty.fits"]["status"].startswith("error: ") and \
+        "empty" in rows["empty.fits"]["status"]
+    assert "NaN" in rows["nan.fits"]["status"]
+    assert "3 band(s), expected 1" in rows["cube.fits"]["status"]
+    assert "truncated" in rows["truncated.fits.fz"]["status"]
+    assert rows["notfits.fits"]["predicted"] == "" and rows["notfits.fits"]["p_elliptical"] == ""
+    assert "5 failed" in result.output and "Traceback" not in result.output
+    for name in ("empty.fits", "nan.fits", "cube.fits"):
+        assert name in result.output  # one line on stderr per failed file
+
+
+def test_cli_exit_codes_and_fits_output(classifier, cutouts, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "p.fits"
+    result = runner.invoke(cli, ["predict", classifier, str(cutouts), "-o", str(out),
+                                 "--format", "fits"])
+    assert result.exit_code == 0, result.output
+    table = Table.read(out, hdu=1)
+    assert len(table) == 12 and "p_spiral_cw" in table.colnames
+    classes = ["edge_on", "elliptical", "spiral_acw", "spiral_cw"]
+    np.testing.assert_allclose(np.sum([table[f"p_{c}"] for c in classes], axis=0), 1, atol=1e-5)
+    assert fits.getheader(out, 0)["CLASSES"] == ",".join(classes)
+    assert not os.path.exists(f"{out}.partial")
+    result = runner.invoke(cli, ["predict", classifier, str(cutouts), "-o", str(out)])
+    assert result.exit_code == 1 and "--overwrite" in result.output
+    result = runner.invoke(cli, ["predict", classifier, str(cutouts), "-o", "x.csv",
+                                 "--shard", "5/2"])
+    assert result.exit_code == 2 and "between 1 and N" in result.output
+    result = runner.invoke(cli, ["predict", str(cutouts / os.listdir(cutouts)[0]), str(cutouts),
+                                 "-o", str(tmp_path / "y.csv")])
+    assert result.exit_code == 1 and "checkpoint" in result.output

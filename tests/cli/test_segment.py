@@ -1,0 +1,34 @@
+"""``galcnn segment`` on the command line: bad inputs, resume, exit status."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+from click.testing import CliRunner
+
+from galcnn.cli import cli
+
+
+
+def test_cli_bad_inputs_resume_and_exit_status(unet, field_file, tmp_path):
+    broken = tmp_path / "broken.fits"
+    broken.write_bytes(b"SIMPLE  =                    T" + b" " * 100)
+    empty = tmp_path / "empty.fits"
+    empty.write_bytes(b"")
+    out = str(tmp_path / "seg")
+    args = ["segment", unet, field_file, str(broken), str(empty), "-o", out, "--overlay"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 3, first.output
+    assert "empty.fits: empty file (0 bytes)" in first.output
+    with open(os.path.join(out, "segment.csv")) as handle:
+        rows = list(csv.DictReader(handle))
+    statuses = {os.path.basename(r["file"]): r["status"] for r in rows}
+    assert statuses["field.fits"] == "ok" and statuses["empty.fits"] == "empty file (0 bytes)"
+    assert statuses["broken.fits"] != "ok"
+    assert os.path.getsize(os.path.join(out, "field.png")) > 0
+    again = CliRunner().invoke(cli, ["segment", unet, field_file, "-o", out])
+    assert again.exit_code == 0 and "skipped (existing): 1" in again.output
+    missing_model = CliRunner().invoke(cli, ["segment", os.path.join(unet, "nothing.pt"),
+                                             field_file, "-o", out])
+    assert missing_model.exit_code == 2

@@ -1,0 +1,142 @@
+"""``predict``: agreement with the model, symmetry, shards, resume, bad input."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from astropy.io import fits
+
+from galcnn.checkpoint import load_model
+from galcnn.data.dataset import PreparedDataset
+from galcnn.inference import dataset_logits
+from galcnn.metrics import softmax
+from galcnn.stages.predict import PredictError, PredictOptions, columns_for, predict
+from galcnn.stages.prepare import PrepareOptions, prepare
+
+from helpers import SAMPLE_DATA, write_fits
+
+
+KINDS = ("elliptical", "spiral_cw", "spiral_acw")
+
+
+@pytest.fixture
+def cutouts(tmp_path):
+    """Twelve simulated cutouts (.fits.fz, image in HDU 1) in one flat directory."""
+    folder = tmp_path / "cutouts"
+    folder.mkdir()
+    for kind in KINDS:
+        for path in sorted(glob.glob(os.path.join(SAMPLE_DATA, "simulated", kind, "*")))[:4]:
+            shutil.copy(path, folder)
+    return folder
+
+
+def _rows(path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_csv_agrees_with_the_model_on_prepared_tensors(classifier, cutouts, tmp_path):
+    out = tmp_path / "p.csv"
+    result = predict(classifier, [str(cutouts)], str(out), PredictOptions(batch_size=5))
+    assert (result.n_ok, result.n_failed, result.n_rows) == (12, 0, 12)
+    rows = _rows(out)
+    model = load_model(classifier)
+    card = model.card
+    assert list(rows[0]) == columns_for(card.classes)
+    prepared = str(tmp_path / "prep")
+    prepare([str(cutouts)], prepared, no_labels=True, workers=1,
+            options=PrepareOptions(card.preprocess, val_fraction=0.0))
+    data = PreparedDataset(prepared)
+    logits, _ = dataset_logits(model, data, torch.device("cpu"))
+    expected = softmax(logits, card.temperature)
+    by_file = {r["file"]: r for r in rows}
+    for row, beliefs in zip(data.rows, expected):
+        got = by_file[row["file"]]
+        values = np.array([float(got[f"p_{c}"]) for c in card.classes])
+        np.testing.assert_allclose(values, beliefs, atol=2e-6)
+        assert got["predicted"] == card.classes[int(beliefs.argmax())]
+        assert got["status"] == "ok" and got["hdu"] == "1" and got["spread"] == ""
+        np.testing.assert_allclose(float(got["entropy"]),
+                                   -(beliefs * np.log(beliefs)).sum(), atol=1e-5)
+
+
+def test_predictions_are_invariant_and_mirrors_swap_winding(classifier, tmp_path):
+    """The default (pooled) beliefs of rotated copies agree, and a mirror image's spiral_cw
+    belief is the original's spiral_acw; --tta only adds the spread."""
+    source = sorted(glob.glob(os.path.join(SAMPLE_DATA, "simulated", "spiral_cw", "*")))[0]
+    with fits.open(source) as hdul:
+        image = hdul[1].data.astype(np.float32)
+    folder = tmp_path / "copies"
+    for k in range(4):
+        write_fits(folder / f"rot{k}.fits", np.ascontiguousarray(np.rot90(image, k)))
+    write_fits(folder / "mirror.fits", np.ascontiguousarray(image[:, ::-1]))
+    out = tmp_path / "tta.csv"
+    predict(classifier, [str(folder)], str(out), PredictOptions(tta=True))
+    rows = {os.path.basename(r["file"]): r for r in _rows(out)}
+    classes = load_model(classifier).card.classes
+    beliefs = {name: np.array([float(r[f"p_{c}"]) for c in classes])
+               for name, r in rows.items()}
+    for k in range(1, 4):
+        np.testing.assert_allclose(beliefs[f"rot{k}.fits"], beliefs["rot0.fits"], atol=1e-5)
+    # a mirror image swaps the winding sense: its spiral_cw belief is the original's spiral_acw
+    cw, acw = classes.index("spiral_cw"), classes.index("spiral_acw")
+    swapped = beliefs["mirror.fits"].copy()
+    swapped[[cw, acw]] = swapped[[acw, cw]]
+    np.testing.assert_allclose(swapped, beliefs["rot0.fits"], atol=1e-5)
+    assert abs(beliefs["rot0.fits"][cw] - beliefs["rot0.fits"][acw]) > 1e-4
+    assert all(r["spread"] != "" for r in rows.values())
+
+
+def test_tta_without_dropout_is_exactly_invariant(classifier, tmp_path):
+    rng = np.random.default_rng(3)
+    image = rng.normal(0, 1, (32, 32)).astype(np.float32)
+    image[12:20, 10:22] += 30
+    folder = tmp_path / "exact"
+    for k in range(4):
+        write_fits(folder / f"rot{k}.fits", np.ascontiguousarray(np.rot90(image, k)))
+    out = tmp_path / "exact.csv"
+    predict(classifier, [str(folder)], str(out), PredictOptions(tta=True))
+    rows = _rows(out)
+    first = [float(rows[0][c]) for c in rows[0] if c.startswith("p_")]
+    for row in rows[1:]:
+        np.testing.assert_allclose([float(row[c]) for c in row if c.startswith("p_")], first,
+                                   atol=1e-5)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7])
+def test_shards_are_disjoint_and_complete(classifier, cutouts, tmp_path, n):
+    seen = []
+    for k in range(1, n + 1):
+        out = tmp_path / f"part{k}.csv"
+        try:
+            predict(classifier, [str(cutouts)], str(out), shard=(k, n))
+        except PredictError as exc:  # an empty part is allowed for small inputs
+            assert "no input files in shard" in str(exc)
+            continue
+        seen.extend(r["file"] for r in _rows(out))
+    assert len(seen) == len(set(seen)) == 12
+
+
+def test_resume_after_a_kill_loses_and_repeats_nothing(classifier, cutouts, tmp_path):
+    full = tmp_path / "full.csv"
+    predict(classifier, [str(cutouts)], str(full), PredictOptions(batch_size=4))
+    lines = open(full).read().splitlines(keepends=True)
+    out = tmp_path / "killed.csv"
+    # what a kill leaves: header, five complete rows and half of the sixth
+    with open(f"{out}.partial", "w") as handle:
+        handle.write("".join(lines[:6]) + lines[6][: len(lines[6]) // 2])
+    with pytest.raises(PredictError, match="use --resume"):
+        predict(classifier, [str(cutouts)], str(out))
+    result = predict(classifier, [str(cutouts)], str(out), resume=True)
+    assert result.n_skipped_resume == 5 and result.n_ok == 7 and result.n_rows == 12
+    assert not os.path.exists(f"{out}.partial")
+    assert sorted(open(out).read().splitlines()) == sorted(open(full).read().splitlines())
+    again = predict(classifier, [str(cutouts)], str(out), resume=True)  # a requeued job
+    assert (again.n_ok, again.n_skipped_resume, again.n_rows) == (0, 12, 12)
+    assert sorted(open(out).read().splitlines()) == sorted(open(full).read().splitlines())

@@ -1,0 +1,184 @@
+"""``prepare``: FITS cutouts in, a complete prepared dataset out (library level)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from galcnn.data.dataset import MANIFEST_COLUMNS, PreparedDataset
+from galcnn.data.fitsio import read_image
+from galcnn.data.recipe import Preprocess
+from galcnn.data.simulate import simulate_cutout
+from galcnn.stages.prepare import PrepareError, PrepareOptions, prepare
+
+from helpers import noise_image, write_fits
+
+
+def _manifest(out):
+    with open(os.path.join(out, "manifest.csv"), newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _metadata(out):
+    with open(os.path.join(out, "metadata.json")) as handle:
+        return json.load(handle)
+
+
+def test_class_directories_give_a_complete_dataset(class_dirs, tmp_path):
+    out = str(tmp_path / "prepared")
+    result = prepare([str(class_dirs)], out, workers=1,
+                     options=PrepareOptions(val_fraction=0.25, seed=3))
+    assert result.classes == ["a", "b"] and result.n_samples == 8 and not result.failures
+    rows = _manifest(out)
+    assert list(rows[0]) == list(MANIFEST_COLUMNS)
+    assert [r["split"] for r in rows].count("val") == 2
+    assert {r["label"] for r in rows if r["split"] == "val"} == {"a", "b"}  # stratified
+    assert {r["id"] for r in rows} == {f"{c}/x{i}" for c in "ab" for i in range(4)}
+    meta = _metadata(out)
+    recipe = meta["preprocess"]
+    assert meta["classes"] == ["a", "b"] and recipe["size"] == [32, 32] and recipe["bands"] == ["0"]
+    assert recipe["stretch"]["name"] == "asinh" and meta["labels"]["source"] == "directories"
+    assert meta["class_counts"]["train"] == {"a": 3, "b": 3}
+    assert meta["galcnn_version"] and recipe["fit"] == "crop" and meta["options"]["seed"] == 3
+    assert os.listdir(tmp_path) == ["cutouts", "prepared"]  # no temporary directory left
+
+    dataset = PreparedDataset(out)
+    shard = np.load(os.path.join(out, rows[0]["shard"]), mmap_mode="r")
+    assert isinstance(shard, np.memmap) and shard.shape[1:] == (1, 32, 32)
+    image, label = dataset[0]
+    source = read_image(rows[0]["file"])
+    expected = Preprocess(size=(32, 32)).apply(source.data)
+    np.testing.assert_allclose(image, expected, rtol=1e-6)
+    assert label == (0 if rows[0]["label"] == "a" else 1)
+    assert len(PreparedDataset(out, split="val")) == 2
+
+
+def test_augmented_copies_only_for_training(class_dirs, tmp_path):
+    out = str(tmp_path / "aug")
+    options = PrepareOptions(augment="dihedral", copies=3, val_fraction=0.25)
+    prepare([str(class_dirs)], out, workers=1, options=options)
+    rows = _manifest(out)
+    train = [r for r in rows if r["split"] == "train"]
+    val = [r for r in rows if r["split"] == "val"]
+    assert len(train) == 6 * 4 and len(val) == 2
+    assert {r["transform"] for r in val} == {"identity"}
+    by_id = {}
+    for r in train:
+        by_id.setdefault(r["id"], []).append(r["transform"])
+    for transforms in by_id.values():
+        assert transforms[0] == "identity" and len(set(transforms)) == 4
+    dataset = PreparedDataset(out)
+    first = [i for i, r in enumerate(dataset.rows) if r["id"] == train[0]["id"]]
+    from galcnn.data.augment import parse_transform
+
+    base = dataset.image(first[0])
+    for index in first[1:]:
+        g = parse_transform(dataset.rows[index]["transform"])
+        np.testing.assert_array_equal(dataset.image(index), g(base))
+
+
+def test_arbitrary_rotation_copies(class_dirs, tmp_path):
+    out = str(tmp_path / "rot")
+    prepare([str(class_dirs)], out, workers=1,
+            options=PrepareOptions(augment="rotate", copies=2, preprocess=Preprocess(size=(16, 16))))
+    transforms = [r["transform"] for r in _manifest(out) if r["transform"] != "identity"]
+    assert transforms and all(t.startswith("rotate:") for t in transforms)
+    assert PreparedDataset(out).image(1).shape == (1, 16, 16)
+
+
+def test_explicit_size_accepts_other_shapes_and_resize(tmp_path):
+    write_fits(tmp_path / "in" / "a.fits", noise_image((32, 32)))
+    write_fits(tmp_path / "in" / "b.fits", noise_image((48, 40)))
+    out = str(tmp_path / "out")
+    result = prepare([str(tmp_path / "in")], out, no_labels=True, workers=1,
+                     options=PrepareOptions(Preprocess(size=(24, 24), fit="resize")))
+    assert result.n_samples == 2 and not result.failures
+    assert PreparedDataset(out).image(1).shape == (1, 24, 24)
+
+
+def test_workers_do_not_change_the_result(class_dirs, tmp_path):
+    options = PrepareOptions(augment="rot90", copies=2, val_fraction=0.25)
+    prepare([str(class_dirs)], str(tmp_path / "one"), workers=1, options=options)
+    prepare([str(class_dirs)], str(tmp_path / "two"), workers=2, options=options)
+    one, two = PreparedDataset(str(tmp_path / "one")), PreparedDataset(str(tmp_path / "two"))
+    assert [r["transform"] for r in one.rows] == [r["transform"] for r in two.rows]
+    for i in range(len(one)):
+        np.testing.assert_array_equal(one.image(i), two.image(i))
+
+
+def test_classes_without_labels_is_an_error(tmp_path):
+    write_fits(tmp_path / "a.fits", noise_image())
+    with pytest.raises(PrepareError, match="--classes needs labels"):
+        prepare([str(tmp_path / "a.fits")], str(tmp_path / "o"), classes=["x"], workers=1)
+
+
+def test_prepare_stores_given_masks_with_the_same_geometry(masked):
+    data = PreparedDataset(masked)
+    assert data.has_masks and data.metadata["masks"]["source"] == "hdu:MASK"
+    row = data.rows[0]
+    with fits.open(row["file"]) as hdul:
+        full = hdul["MASK"].data
+    start = (full.shape[0] - 32) // 2
+    np.testing.assert_array_equal(data.masks([0])[0], full[start:start + 32, start:start + 32])
+
+
+def test_missing_mask_hdu_is_reported_per_file(tmp_path):
+    good = simulate_cutout("elliptical", size=32, rng=np.random.default_rng(0))
+    write_fits(tmp_path / "in" / "a" / "x.fits", hdus=[fits.PrimaryHDU(good.image[0]),
+                                                      fits.ImageHDU(good.mask, name="MASK")])
+    write_fits(tmp_path / "in" / "b" / "y.fits", good.image[0])
+    write_fits(tmp_path / "in" / "b" / "z.fits", hdus=[fits.PrimaryHDU(good.image[0]),
+                                                      fits.ImageHDU(good.mask[:5], name="MASK")])
+    result = prepare([str(tmp_path / "in")], str(tmp_path / "out"), workers=1,
+                     options=PrepareOptions(masks="hdu:MASK", val_fraction=0))
+    problems = dict((os.path.basename(f), p) for f, p in result.failures)
+    assert problems["y.fits"] == "has no mask HDU 'MASK'"
+    assert "has shape (5, 32)" in problems["z.fits"]
+    assert result.n_samples == 1
+
+
+@pytest.mark.slow
+def test_gz1_reads_without_options(shared_data, tmp_path):
+    out = str(tmp_path / "gz1")
+    result = prepare([os.path.join(shared_data, "gz1")], out)
+    assert not result.failures
+    meta = json.load(open(os.path.join(out, "metadata.json")))
+    with open(os.path.join(shared_data, "gz1", "labels.csv"), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    expected = {}
+    for row in rows:
+        expected[row["label"]] = expected.get(row["label"], 0) + 1
+    totals = {c: meta["class_counts"]["train"][c] + meta["class_counts"]["val"][c]
+              for c in meta["classes"]}
+    assert totals == expected
+    assert meta["preprocess"]["bands"] == ["g", "r", "i"]
+    assert meta["preprocess"]["size"] == [64, 64]
+    dataset = PreparedDataset(out, split="val")
+    image, label = dataset[0]
+    assert image.shape == (3, 64, 64) and np.isfinite(image).all()
+    assert 0 <= label < 6
+
+
+@pytest.mark.slow
+def test_mirabest_confident_fr_classes(shared_data, tmp_path):
+    out = str(tmp_path / "mb")
+    result = prepare([os.path.join(shared_data, "mirabest")], out, where={"confident": "1"},
+                     classes=["FRI", "FRII"], options=PrepareOptions(Preprocess(size=(128, 128))))
+    assert not result.failures and result.classes == ["FRI", "FRII"]
+    assert result.dropped_classes.get("hybrid", 0) > 0
+    with open(os.path.join(shared_data, "mirabest", "labels.csv"), newline="") as handle:
+        catalogue = {os.path.basename(r["file"]): r for r in csv.DictReader(handle)}
+    dataset = PreparedDataset(out)
+    assert {r["hdu"] for r in dataset.rows} == {1}
+    for row in dataset.rows[:50]:
+        entry = catalogue[os.path.basename(row["file"])]
+        assert entry["confident"] == "1" and entry["label"] == row["label"]
+        # the cutout centre from its WCS is the catalogue position (to a pixel, 1.8")
+        assert row["ra"] == pytest.approx(float(entry["ra"]), abs=0.002)
+        assert row["dec"] == pytest.approx(float(entry["dec"]), abs=0.002)
+    assert dataset.image(0).shape == (1, 128, 128)

@@ -1,0 +1,114 @@
+"""The training loop: run directory, checkpoints, exact resume, DDP."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from galcnn.checkpoint import load_checkpoint, load_model
+from galcnn.data.dataset import PreparedDataset
+from galcnn.inference import dataset_logits
+from galcnn.stages.train import TrainError, train
+
+from helpers import SAMPLE_DATA, tiny
+
+
+def test_run_directory_is_complete(simulated, tmp_path):
+    run = str(tmp_path / "run")
+    result = train(simulated, run, tiny())
+    assert result.epochs_run == 2 and result.classes == ["edge_on", "elliptical", "spiral_acw",
+                                                         "spiral_cw"]
+    for name in ("best.pt", "last.pt", "config.json", "metrics.csv", "metrics.json",
+                 "learning_curves.png", "confusion_matrix.png"):
+        assert os.path.getsize(os.path.join(run, name)) > 0, name
+    with open(os.path.join(run, "metrics.csv")) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert 0 <= float(rows[-1]["val_accuracy"]) <= 1 and float(rows[-1]["images_per_s"]) > 0
+    metrics = json.load(open(os.path.join(run, "metrics.json")))
+    assert metrics["n"] == 32 and len(metrics["confusion_matrix"]) == 4
+    assert sum(map(sum, metrics["confusion_matrix"])) == 32
+    assert set(metrics["per_class"]) == set(result.classes)
+    assert metrics["temperature"] > 0 and 0 <= metrics["ece_after"] <= 1
+    card = load_checkpoint(run)["card"]
+    assert card.symmetry == "dihedral" and card.mirror_pairs == [("spiral_cw", "spiral_acw")]
+    assert card.preprocess.size == (32, 32) and card.preprocess.n_bands == 1
+    assert card.preprocess.stretch.name == "asinh" and card.temperature == metrics["temperature"]
+    assert len(card.elements) == 8 and card.mirror_swap == [0, 1, 3, 2]
+    config = json.load(open(os.path.join(run, "config.json")))
+    assert config["options"]["epochs"] == 2 and config["device"] == "cpu"
+
+
+def test_checkpoint_rebuilds_the_same_model(simulated, tmp_path):
+    run = str(tmp_path / "run")
+    train(simulated, run, tiny(epochs=1))
+    model = load_model(run)
+    data = PreparedDataset(simulated, "val")
+    logits, labels = dataset_logits(model, data, torch.device("cpu"))
+    again = load_model(os.path.join(run, "best.pt"))
+    logits2, _ = dataset_logits(again, data, torch.device("cpu"))
+    np.testing.assert_array_equal(logits, logits2)
+    assert logits.shape == (32, 4) and np.isfinite(logits).all()
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(simulated, tmp_path):
+    options = tiny(epochs=3, patience=99)
+    whole = str(tmp_path / "whole")
+    train(simulated, whole, options)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_epoch_2(row):
+        if row["epoch"] == 2:
+            raise Killed
+
+    broken = str(tmp_path / "broken")
+    with pytest.raises(Killed):
+        train(simulated, broken, options, on_epoch_end=kill_after_epoch_2)
+    assert load_checkpoint(os.path.join(broken, "last.pt"))["trainer"]["epoch"] == 1
+    train(simulated, broken, options, resume=True)
+    a = load_checkpoint(os.path.join(whole, "last.pt"))
+    b = load_checkpoint(os.path.join(broken, "last.pt"))
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert [r["val_loss"] for r in a["trainer"]["history"]] == \
+        [r["val_loss"] for r in b["trainer"]["history"]]
+
+
+def test_existing_run_is_not_overwritten_by_accident(simulated, tmp_path):
+    run = str(tmp_path / "run")
+    train(simulated, run, tiny(epochs=1))
+    with pytest.raises(TrainError, match="already holds a run; use --resume"):
+        train(simulated, run, tiny(epochs=1))
+    with pytest.raises(TrainError, match="nothing to resume"):
+        train(simulated, str(tmp_path / "new"), tiny(), resume=True)
+    train(simulated, run, tiny(epochs=1), overwrite=True)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_one_model(tmp_path):
+    run = str(tmp_path / "run")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2", "-m", "galcnn", "-q", "train", "--data",
+               os.path.join(SAMPLE_DATA, "simulated"), "--out", run, "--epochs", "2",
+               "--width", "8", "--size", "24", "--batch-size", "16", "--classes",
+               "elliptical,edge_on"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    config = json.load(open(os.path.join(run, "config.json")))
+    assert config["world_size"] == 2 and config["device"] == "cpu"
+    state = load_checkpoint(os.path.join(run, "last.pt"))
+    assert state["trainer"]["epoch"] == 1 and len(state["trainer"]["history"]) == 2
+    assert state["card"].classes == ["elliptical", "edge_on"]
+    assert os.path.isfile(os.path.join(run, "metrics.json"))
+    leftovers = [n for n in os.listdir(run) if ".tmp" in n]
+    assert leftovers == []

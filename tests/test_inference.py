@@ -1,0 +1,70 @@
+"""Running a model: the pooled forward pass, calibrated beliefs, spreads, whole splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from galcnn.checkpoint import load_model
+from galcnn.data.dataset import PreparedDataset
+from galcnn.inference import Predictor, dataset_logits, forward, pixel_confusion
+from galcnn.metrics import softmax
+
+CPU = torch.device("cpu")
+
+
+def test_beliefs_are_the_calibrated_pooled_model(classifier, simulated):
+    model = load_model(classifier)
+    data = PreparedDataset(simulated, "val")
+    images, _ = data.batch(np.arange(6))
+    predictor = Predictor(model, CPU)
+    beliefs, spread = predictor.beliefs(images)
+    pooled = forward(model, torch.from_numpy(images)).numpy()
+    np.testing.assert_allclose(beliefs, softmax(pooled, model.card.temperature), atol=1e-6)
+    assert np.isnan(spread).all()
+    bare = forward(model, torch.from_numpy(images), per_element=True)[0].numpy()
+    np.testing.assert_allclose(bare, model.net(torch.from_numpy(images)).detach().numpy(),
+                               atol=1e-5)
+
+
+def test_the_spread_adds_a_column_and_leaves_the_beliefs(classifier, simulated):
+    model = load_model(classifier)
+    images, _ = PreparedDataset(simulated, "val").batch(np.arange(6))
+    predictor = Predictor(model, CPU)
+    plain, _ = predictor.beliefs(images)
+    beliefs, spread = predictor.beliefs(images, spread=True)
+    np.testing.assert_allclose(beliefs, plain, atol=1e-6)
+    copies = torch.softmax(forward(model, torch.from_numpy(images), per_element=True)
+                           / model.card.temperature, dim=-1).numpy()
+    winner = plain.argmax(1)
+    np.testing.assert_allclose(spread, copies[:, np.arange(6), winner].std(0, ddof=1),
+                               atol=1e-6)
+
+
+def test_mc_dropout_samples_vary_and_average(classifier, simulated):
+    images, _ = PreparedDataset(simulated, "val").batch(np.arange(4))
+    torch.manual_seed(0)
+    beliefs, spread = Predictor(load_model(classifier), CPU, mc_dropout=5).beliefs(images)
+    np.testing.assert_allclose(beliefs.sum(1), 1.0, atol=1e-5)
+    assert (spread > 0).all()
+
+
+def test_dataset_logits_follow_the_rows(classifier, simulated):
+    model = load_model(classifier)
+    data = PreparedDataset(simulated, "val")
+    logits, labels = dataset_logits(model, data, CPU, batch_size=7)
+    assert logits.shape == (len(data), 4) and labels.tolist() == data.labels.tolist()
+    np.testing.assert_allclose(logits[:3], forward(model, torch.from_numpy(
+        data.batch([0, 1, 2])[0])).numpy(), atol=1e-5)
+
+
+def test_pixel_maps_and_confusion(unet, masked):
+    model = load_model(unet)
+    data = PreparedDataset(masked, "val")
+    probs = Predictor(model, CPU).pixel_probabilities(data.batch([0, 1])[0])
+    assert probs.shape == (2, 6, 32, 32)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    cm, loss = pixel_confusion(model, data, CPU, batch_size=5)
+    assert cm.shape == (6, 6) and cm.sum() == len(data) * 32 * 32 and loss > 0
+    np.testing.assert_array_equal(cm.sum(1), np.bincount(
+        data.pixel_targets(np.arange(len(data))).ravel(), minlength=6))

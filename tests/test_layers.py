@@ -1,0 +1,79 @@
+"""The package's layers import downward only, and no stage imports another stage.
+
+    __main__  >  cli  >  stages  >  core (card, checkpoint, inference, metrics, losses, plots, runtime,
+    progress)  >  models  >  data  >  base (choices, errors, the package itself)
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+
+import galcnn
+
+ROOT = os.path.dirname(galcnn.__file__)
+CORE = {"card", "checkpoint", "inference", "metrics", "losses", "plots", "runtime", "progress"}
+BASE = {"choices", "errors", ""}
+RANK = {"base": 0, "data": 1, "models": 2, "core": 3, "stages": 4, "cli": 5, "__main__": 6}
+
+
+def _layer(module: str) -> str:
+    top = module.split(".")[1] if "." in module else ""
+    if top in BASE:
+        return "base"
+    if top in CORE:
+        return "core"
+    return top
+
+
+def _imports() -> dict[str, set[str]]:
+    """galcnn modules imported by each galcnn module (module level and inside functions)."""
+    found = {}
+    for directory, _, files in os.walk(ROOT):
+        for name in files:
+            if not name.endswith(".py"):
+                continue
+            path = os.path.join(directory, name)
+            module = "galcnn" + path[len(ROOT):-3].replace(os.sep, ".").replace(".__init__", "")
+            tree = ast.parse(open(path, encoding="utf-8").read())
+            targets = set()
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    targets.add(node.module)
+                elif isinstance(node, ast.Import):
+                    targets.update(alias.name for alias in node.names)
+            found[module] = {t for t in targets if t == "galcnn" or t.startswith("galcnn.")}
+    return found
+
+
+def test_layers_import_downward_only():
+    wrong = []
+    for module, targets in _imports().items():
+        if module == "galcnn":  # the public API re-exports from every layer, lazily
+            continue
+        for target in targets:
+            if target in ("galcnn", "galcnn.__version__"):
+                continue
+            if RANK[_layer(target)] > RANK[_layer(module)]:
+                wrong.append(f"{module} imports {target}")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_no_stage_imports_another_stage():
+    wrong = []
+    for module, targets in _imports().items():
+        if not module.startswith("galcnn.stages."):
+            continue
+        own = module.split(".")[2]
+        for target in targets:
+            if target.startswith("galcnn.stages.") and target.split(".")[2] != own:
+                wrong.append(f"{module} imports {target}")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_the_public_api_is_one_import_away():
+    for name in ("prepare", "train", "evaluate", "predict", "segment", "load_model",
+                 "ModelCard", "Preprocess"):
+        assert callable(getattr(galcnn, name)), name
+    assert set(galcnn.__all__) >= {"prepare", "train", "evaluate", "predict", "segment",
+                                   "load_model", "ModelCard"}
