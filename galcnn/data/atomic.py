@@ -17,8 +17,8 @@ from contextlib import contextmanager
 
 from galcnn.errors import GalcnnError
 
-__all__ = ["atomic_output", "temporary_path", "make_parent", "write_text", "write_json",
-           "write_csv", "replace_directory"]
+__all__ = ["atomic_output", "temporary_path", "make_parent", "make_directory", "write_text",
+           "write_json", "write_csv", "replace_directory"]
 
 
 def temporary_path(path: str) -> str:
@@ -37,6 +37,11 @@ def make_parent(path: str) -> None:
     if not os.path.isdir(ancestor):
         raise NotADirectoryError(errno.ENOTDIR, "is a file, not a directory", ancestor)
     os.makedirs(parent, exist_ok=True)
+
+
+def make_directory(path: str) -> None:
+    """Create an output directory (and its parents), with the errors of :func:`make_parent`."""
+    make_parent(os.path.join(path, "x"))
 
 
 def _remove(path: str) -> None:

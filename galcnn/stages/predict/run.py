@@ -21,6 +21,7 @@ import numpy as np
 
 from galcnn.checkpoint import file_checksum, load_model
 from galcnn.choices import TABLE_FORMATS
+from galcnn.data.atomic import make_parent
 from galcnn.data.inputs import collect_sources
 from galcnn.data.reader import ReadTask, read_samples
 from galcnn.data.shards import in_shard
@@ -113,7 +114,7 @@ def predict(model_path: str, inputs: list[str], out_path: str,
                                                else ""))
 
     workers = worker_count(options.workers, device=device)
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    make_parent(out_path)
     n_ok = 0
     failures: list[tuple[str, str]] = []
     advance = progress(len(todo) + len(grouping_problems)) if progress else None

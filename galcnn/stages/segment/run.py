@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from galcnn import __version__
+from galcnn.data.atomic import make_directory
 from galcnn.data.fitsio import FitsReadError, ImagePlanes, image_hdus
 from galcnn.data.inputs import collect_sources
 from galcnn.stages.segment.catalogue import catalogue
@@ -52,7 +53,7 @@ def segment_image(planes: ImagePlanes, segmenter: Segmenter, options: SegmentOpt
     Raises :class:`galcnn.data.fitsio.FitsReadError` for an image the model cannot take."""
     scratch: list[str] = []
     directory = os.path.dirname(stem) or "."
-    os.makedirs(directory, exist_ok=True)
+    make_directory(directory)
     n_bands = segmenter.card.preprocess.n_bands
     try:
         if planes.n_bands != n_bands:
@@ -96,7 +97,7 @@ def segment(model_path: str, inputs: list[str], out_dir: str,
         sources, _, _ = collect_sources(inputs, require_any=True)
     except ValueError as exc:
         raise SegmentError(str(exc)) from exc
-    os.makedirs(out_dir, exist_ok=True)
+    make_directory(out_dir)
     result = SegmentResult(out_dir=out_dir)
     log_path = os.path.join(out_dir, "segment.csv")
     new_log = not os.path.exists(log_path)

@@ -26,6 +26,7 @@ import torch
 from galcnn import __version__
 from galcnn.card import ModelCard
 from galcnn.checkpoint import build_model, load_checkpoint, save_checkpoint
+from galcnn.data.atomic import make_directory
 from galcnn.data.dataset import PreparedDataset, is_prepared_dataset
 from galcnn.errors import GalcnnError
 from galcnn.models import count_parameters
@@ -82,7 +83,7 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
     try:
         if dist_info.is_main:
             check_run_dir(run_dir, resume, overwrite)
-            os.makedirs(run_dir, exist_ok=True)
+            make_directory(run_dir)
         _barrier(dist_info)
         last_path = os.path.join(run_dir, "last.pt")
         if resume and not os.path.isfile(last_path):

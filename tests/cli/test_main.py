@@ -1,0 +1,95 @@
+"""The same mistake gets the same one-line message and exit status in every command."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from galcnn.cli import cli
+from galcnn.cli.main import EXIT_FATAL, EXIT_USAGE
+
+from helpers import SAMPLE_DATA
+
+SIMULATED = os.path.join(SAMPLE_DATA, "simulated")
+FIELD = os.path.join(SAMPLE_DATA, "field.fits.fz")
+
+
+def _invoke(args: list[str]):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def _one_line_error(result) -> str:
+    assert "Traceback" not in result.output and result.exception is None or \
+        isinstance(result.exception, SystemExit), result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+def _commands(model: str, unet: str, out: str) -> dict[str, list[str]]:
+    return {
+        "prepare": ["prepare", SIMULATED, "-o", out],
+        "train": ["train", "--data", SIMULATED, "--out", out, "--epochs", "1"],
+        "predict": ["predict", model, SIMULATED, "-o", os.path.join(out, "p.csv")],
+        "segment": ["segment", unet, FIELD, "-o", out],
+    }
+
+
+def test_a_bad_hdu_is_a_usage_error_everywhere(classifier, unet, tmp_path):
+    messages = set()
+    for name, args in _commands(classifier, unet, str(tmp_path / "out")).items():
+        result = _invoke(args + ["--hdu", "-1"])
+        assert result.exit_code == EXIT_USAGE, (name, result.output)
+        messages.add(_one_line_error(result))
+    assert messages == {"Error: Invalid value for '--hdu': HDU number must be >= 0, got -1"}
+
+
+def test_an_output_under_a_file_is_named_in_one_line_everywhere(classifier, unet, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    commands = _commands(classifier, unet, str(blocker / "sub"))
+    commands["evaluate"] = ["evaluate", classifier, SIMULATED, "--json",
+                            str(blocker / "sub" / "m.json")]
+    for name, args in commands.items():
+        result = _invoke(args)
+        assert result.exit_code == EXIT_FATAL, (name, result.output)
+        assert _one_line_error(result) == f"Error: {blocker}: is a file, not a directory", name
+
+
+def test_an_unwritable_place_is_named(classifier, tmp_path):
+    result = _invoke(["predict", classifier, SIMULATED, "-o", "/proc/galcnn/p.csv"])
+    assert result.exit_code == EXIT_FATAL
+    assert _one_line_error(result) == "Error: /proc/galcnn: No such file or directory"
+
+
+def test_a_file_that_is_not_a_model_is_refused_alike(tmp_path):
+    fake = tmp_path / "model.pt"
+    fake.write_text("weights")
+    expected = (f"Error: {fake}: not a galcnn checkpoint (not a file written by torch.save, "
+                "or a damaged one)")
+    for args in (["predict", fake, SIMULATED, "-o", tmp_path / "p.csv"],
+                 ["evaluate", fake, SIMULATED],
+                 ["segment", fake, FIELD, "-o", tmp_path / "seg"],
+                 ["train", "--data", SIMULATED, "--out", tmp_path / "run", "--init-from", fake,
+                  "--size", "16", "--epochs", "1"]):
+        result = _invoke(args)
+        assert result.exit_code == EXIT_FATAL, result.output
+        assert _one_line_error(result) == expected
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "segment"])
+def test_a_missing_model_is_a_usage_error(command, tmp_path):
+    args = [command, tmp_path / "missing.pt", SIMULATED]
+    args += [] if command == "evaluate" else ["-o", tmp_path / "o"]
+    result = _invoke(args)
+    assert result.exit_code == EXIT_USAGE and "does not exist" in result.output
+
+
+def test_help_names_every_command_and_the_exit_codes():
+    result = _invoke(["--help"])
+    assert result.exit_code == 0
+    for name in ("prepare", "train", "evaluate", "predict", "segment"):
+        assert name in result.output
+    assert "3 finished but some inputs failed" in " ".join(result.output.split())
