@@ -23,12 +23,13 @@ import numpy as np
 import torch
 
 from galcnn.checkpoint import load_model
-from galcnn.dataset import PreparedDataset
-from galcnn.inputs import expand_inputs
-from galcnn.predict import PredictOptions, predict
-from galcnn.prepare import PrepareOptions, prepare
-from galcnn.runtime import amp_dtype, autocast, select_device
-from galcnn.train import TrainOptions, train
+from galcnn.data.dataset import PreparedDataset
+from galcnn.data.inputs import expand_inputs
+from galcnn.inference import as_batch, forward
+from galcnn.runtime import amp_dtype, select_device
+from galcnn.stages.predict import PredictOptions, predict
+from galcnn.stages.prepare import PrepareOptions, prepare
+from galcnn.stages.train import TrainOptions, train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED_GZ1 = os.path.join(HERE, "..", "..", "shared", "data", "gz1")
@@ -45,32 +46,28 @@ def quick_model(data_dir: str, tmp: str) -> str:
 
 def forward_rate(model_path: str, files: list[str], batch_size: int, device: torch.device,
                  tmp: str) -> float:
-    """Forward passes/s of the model on the same cutouts, prepared and held on the device."""
-    model, card = load_model(model_path, device)
-    model = model.to(memory_format=torch.channels_last)
+    """Forward passes/s of the validated model (pooled over its symmetry group, as predict
+    runs it) on the same cutouts, prepared and held on the device."""
+    model = load_model(model_path, device).to(memory_format=torch.channels_last)
     listing = os.path.join(tmp, "files.txt")
     with open(listing, "w") as handle:
         handle.writelines(f"{f}\n" for f in files)
     prepared = os.path.join(tmp, "predict-prepared")
     prepare([f"@{listing}"], prepared, no_labels=True,
-            options=PrepareOptions.from_dict(card["prepare"], size=tuple(card["size"]),
-                                             val_fraction=0.0))
+            options=PrepareOptions(model.card.preprocess, val_fraction=0.0))
     data = PreparedDataset(prepared)
-    batches = [torch.from_numpy(data.batch(np.arange(i, min(i + batch_size, len(data))))[0])
-               .to(device).contiguous(memory_format=torch.channels_last)
+    batches = [as_batch(data.batch(np.arange(i, min(i + batch_size, len(data))))[0], device)
                for i in range(0, len(data), batch_size)]
     dtype = amp_dtype(device)
-    with torch.inference_mode():
-        for x in batches[:2]:
-            model(x, pooled=False)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for x in batches:
-            with autocast(device, dtype):
-                torch.softmax(model(x, pooled=False).float(), 1).cpu()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+    for x in batches[:2]:
+        forward(model, x, dtype)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for x in batches:
+        torch.softmax(forward(model, x, dtype), 1).cpu()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return len(data) / (time.perf_counter() - start)
 
 
@@ -82,7 +79,8 @@ def peak_memory_mb(model: str, files: list[str], batch_size: int, device: str, t
     listing = os.path.join(tmp, f"mem-{len(files)}.txt")
     with open(listing, "w") as handle:
         handle.writelines(f"{f}\n" for f in files)
-    code = ("import json, resource, sys; from galcnn.predict import predict, PredictOptions; "
+    code = ("import json, resource, sys; "
+            "from galcnn.stages.predict import predict, PredictOptions; "
             f"predict({model!r}, ['@{listing}'], {os.path.join(tmp, 'mem.csv')!r}, "
             f"PredictOptions(batch_size={batch_size}, device={device!r}), overwrite=True); "
             "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]; "

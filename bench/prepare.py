@@ -20,8 +20,9 @@ import time
 
 from astropy.io import fits
 
-from galcnn.inputs import expand_inputs
-from galcnn.prepare import default_workers, prepare
+from galcnn.data.inputs import expand_inputs
+from galcnn.runtime import usable_cpus
+from galcnn.stages.prepare import prepare
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.join(HERE, "..", "..", "shared", "data")
@@ -63,7 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = os.path.join(args.data, args.set)
     files = [p for p, _ in expand_inputs([data_dir])][: args.limit]
-    all_workers = default_workers()
+    all_workers = usable_cpus()
     with tempfile.TemporaryDirectory() as tmp:
         astropy_read_rate(files[:200])  # warm the page cache
         read = astropy_read_rate(files)

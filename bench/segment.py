@@ -1,10 +1,10 @@
 """Quality and throughput of ``galcnn segment``, measured in one run.
 
-Quality: a U-Net is trained on simulated cutouts with exact masks (galcnn.simulate), then
+Quality: a U-Net is trained on simulated cutouts with exact masks (galcnn.data.simulate), then
 simulated fields (exact class maps) from bright to faint galaxies are segmented. Against it, a
 classical detector at the same settings (sigma-clipped background and noise, the same 3x3
 smoothing, a 2-sigma threshold, 8-connected footprints, the same minimum area:
-galcnn.masks.detect). Reported per signal-to-noise bin: galaxy-pixel IoU (classical: every
+galcnn.data.masks.detect). Reported per signal-to-noise bin: galaxy-pixel IoU (classical: every
 detected pixel counts as galaxy, it has no classes), per-class IoU of the U-Net, and object
 completeness (galaxies matched one to one by a detection whose centroid lies within 3 pixels
 of the true centre) and purity (detections so matched to a real galaxy or star).
@@ -35,12 +35,12 @@ from astropy.io import fits
 from skimage import measure
 
 from galcnn.checkpoint import load_model
-from galcnn.masks import detect
-from galcnn.prepare import PrepareOptions, prepare
+from galcnn.data.masks import detect
+from galcnn.stages.prepare import PrepareOptions, prepare
 from galcnn.runtime import amp_dtype, autocast, select_device
-from galcnn.segment import SegmentOptions, segment
-from galcnn.simulate import CLASSES, simulate_cutout, simulate_field, write_cutout
-from galcnn.train import TrainOptions, train
+from galcnn.stages.segment import SegmentOptions, segment
+from galcnn.data.simulate import CLASSES, simulate_cutout, simulate_field, write_cutout
+from galcnn.stages.train import TrainOptions, train
 
 SNR_BINS = [(3.0, 6.0), (6.0, 12.0), (12.0, 25.0), (25.0, 60.0)]
 
@@ -93,7 +93,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def quality(run: str, tmp: str, n_fields: int, device: str) -> list[dict]:
-    pixel_classes = load_model(run)[1]["classes"]
+    pixel_classes = load_model(run).card.classes
     rows = []
     for low, high in SNR_BINS:
         sums: dict[str, list[float]] = {}
@@ -173,10 +173,10 @@ def end_to_end(run: str, path: str, out: str, tile: int, device: str, batch: int
 
 def forward_only(run: str, shape: tuple[int, int], tile: int, device_name: str,
                  batch: int) -> float:
-    """Seconds of the U-Net's forward passes over the same number of tiles, in memory."""
+    """Seconds of the forward passes of the model segment runs (the U-Net pooled over its
+    symmetry group) over the same number of tiles, in memory."""
     device = select_device(device_name)
-    model, _ = load_model(run, device)
-    model.elements = [(0, False)]
+    model = load_model(run, device)
     net = model.net
     multiple = net.multiple
     tile = -(-tile // multiple) * multiple

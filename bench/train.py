@@ -22,21 +22,22 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from galcnn.dataset import PreparedDataset, is_prepared_dataset
-from galcnn.models import build_model
-from galcnn.prepare import prepare
+from galcnn.data.dataset import PreparedDataset, is_prepared_dataset
+from galcnn.card import ModelCard
+from galcnn.checkpoint import build_model, load_checkpoint
 from galcnn.runtime import amp_dtype, autocast, select_device
-from galcnn.train import TrainOptions, train
+from galcnn.stages.prepare import prepare
+from galcnn.stages.train import TrainOptions, train
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED_GZ1 = os.path.join(HERE, "..", "..", "shared", "data", "gz1")
 
 
-def compute_rate(spec: dict, data: PreparedDataset, options: TrainOptions, device: torch.device,
+def compute_rate(card: ModelCard, data: PreparedDataset, options: TrainOptions, device: torch.device,
                  n_images: int) -> float:
     """Images/s of forward + backward + optimizer step on batches held on the device."""
     torch.manual_seed(0)
-    model = build_model(spec).to(device).to(memory_format=torch.channels_last).train()
+    model = build_model(card).net.to(device).to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr)
     dtype = amp_dtype(device, options.amp)
     order = np.random.default_rng(0).permutation(len(data))[:n_images]
@@ -48,7 +49,7 @@ def compute_rate(spec: dict, data: PreparedDataset, options: TrainOptions, devic
 
     def step(x, y):
         with autocast(device, dtype):
-            loss = F.cross_entropy(model(x, pooled=False).float(), y)
+            loss = F.cross_entropy(model(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -87,15 +88,13 @@ def main() -> None:
         result = train(data, run, options)
         # the first epoch includes warm-up (allocator, cuDNN autotuning): report the last
         end_to_end = result.history[-1]["images_per_s"]
-        from galcnn.checkpoint import load_checkpoint
-
-        spec = load_checkpoint(run)["card"]["model"]
+        card = load_checkpoint(run)["card"]
         train_set = PreparedDataset(data, "train")
-        compute = compute_rate(spec, train_set, options, device, min(len(train_set), 2048))
+        compute = compute_rate(card, train_set, options, device, min(len(train_set), 2048))
     report = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
         f"cpu ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})",
-        "data": os.path.abspath(args.data), "n_train": len(train_set), "arch": spec["arch"],
+        "data": os.path.abspath(args.data), "n_train": len(train_set), "arch": card.model,
         "batch_size": args.batch_size, "epochs": args.epochs,
         "end_to_end_images_per_s": round(end_to_end, 1),
         "compute_only_images_per_s": round(compute, 1),

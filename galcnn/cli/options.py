@@ -13,7 +13,7 @@ from galcnn.choices import (DEVICES, DTYPES, FILL_METHODS, FIT_MODES, STRETCH_NA
                             STRETCH_SCOPES)
 
 __all__ = ["add_options", "hdu_option", "device_option", "no_amp_option", "batch_size_option",
-           "workers_option", "overwrite_option", "LABEL_OPTIONS", "RECIPE_OPTIONS",
+           "workers_option", "seed_option", "overwrite_option", "LABEL_OPTIONS", "RECIPE_OPTIONS",
            "SPLIT_OPTIONS", "ArchitectureChoice", "parse_list", "recipe_from", "label_kwargs"]
 
 
@@ -119,6 +119,10 @@ def batch_size_option(default: int, help: str | None = None):
 def workers_option(help: str, minimum: int = 1):
     return click.option("-j", "--workers", type=click.IntRange(minimum), default=None,
                         help=help)
+
+
+def seed_option(help: str):
+    return click.option("--seed", type=int, default=0, show_default=True, help=help)
 
 
 def overwrite_option(help: str = "Replace an existing output."):

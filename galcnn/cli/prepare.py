@@ -12,7 +12,7 @@ from galcnn.choices import GROUPS
 from galcnn.cli.main import EXIT_SOME_FAILED, command_line, report_failures, run, stdout
 from galcnn.cli.options import (LABEL_OPTIONS, RECIPE_OPTIONS, SPLIT_OPTIONS, add_options,
                                 label_kwargs, overwrite_option, prepare_options_from,
-                                workers_option)
+                                seed_option, workers_option)
 
 
 @click.command("prepare")
@@ -21,16 +21,15 @@ from galcnn.cli.options import (LABEL_OPTIONS, RECIPE_OPTIONS, SPLIT_OPTIONS, ad
               help="Output directory for the prepared dataset (created).")
 @add_options(LABEL_OPTIONS + RECIPE_OPTIONS + SPLIT_OPTIONS)
 @click.option("--no-labels", is_flag=True, help="Ignore any labels (a set for prediction).")
+@seed_option("Seed for the split and augmentation.")
 @click.option("--augment", type=click.Choice(GROUPS), default="none", show_default=True,
               help="Symmetry group for augmented copies: rot90 keeps winding sense, dihedral "
                    "adds flips (swaps spiral_cw/acw), rotate uses any angle.")
 @click.option("--copies", type=click.IntRange(0), default=0, show_default=True,
               help="Transformed copies per training cutout (validation/test never augmented).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed for the split and augmentation.")
 @workers_option("Parallel reading processes [default: usable CPUs].")
 @overwrite_option("Replace an existing output directory.")
-def command(inputs, out_dir, no_labels, augment, copies, seed, workers, overwrite, **params):
+def command(inputs, out_dir, no_labels, seed, augment, copies, workers, overwrite, **params):
     """Prepare FITS cutouts in INPUTS (files, directories, globs, @list files) for training.
 
     \b

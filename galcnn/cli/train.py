@@ -13,7 +13,7 @@ from galcnn.cli.main import command_line, run, stdout
 from galcnn.cli.options import (LABEL_OPTIONS, RECIPE_OPTIONS, SPLIT_OPTIONS,
                                 ArchitectureChoice, add_options, batch_size_option,
                                 device_option, label_kwargs, no_amp_option, overwrite_option,
-                                prepare_options_from, workers_option)
+                                prepare_options_from, seed_option, workers_option)
 from galcnn.cli.report import class_metrics_table, pixel_metrics_table
 
 logger = logging.getLogger("galcnn")
@@ -59,7 +59,13 @@ def _parse_pairs(ctx, param, value: str | None):
 @click.option("--mirror-pairs", callback=_parse_pairs, metavar="A:B,...|none",
               help="Classes a reflection exchanges (default: found by name, e.g. "
                    "spiral_cw:spiral_acw).")
-@click.option("--epochs", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=50, show_default=True,
+              help="Most epochs to train.")
+@click.option("--patience", type=click.IntRange(1), default=15, show_default=True,
+              help="Stop after this many epochs without improvement.")
+@click.option("--monitor", type=click.Choice(MONITORS), default="auto", show_default=True,
+              help="Validation figure for the best checkpoint and early stopping; auto: "
+                   "macro_f1 (classify) or mean_iou (segment).")
 @batch_size_option(64, "Global batch size (split over processes under torchrun).")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True,
               help="Peak AdamW learning rate.")
@@ -74,13 +80,7 @@ def _parse_pairs(ctx, param, value: str | None):
                                       "frequency), so rare classes are not ignored.")
 @click.option("--balanced-sampling", is_flag=True,
               help="Draw training batches with equal probability per class.")
-@click.option("--monitor", type=click.Choice(MONITORS), default="auto", show_default=True,
-              help="Validation figure for the best checkpoint and early stopping; auto: "
-                   "macro_f1 (classify) or mean_iou (segment).")
-@click.option("--patience", type=click.IntRange(1), default=15, show_default=True,
-              help="Stop after this many epochs without improvement.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed for the split, initialisation, order and augmentation.")
+@seed_option("Seed for the split, initialisation, order and augmentation.")
 @device_option
 @no_amp_option
 @workers_option("DataLoader processes [default: 0 on CPU, a share of the CPUs per GPU].",
@@ -94,8 +94,8 @@ def _parse_pairs(ctx, param, value: str | None):
 @overwrite_option("Start again in a run directory that holds a run.")
 @add_options(LABEL_OPTIONS + RECIPE_OPTIONS + SPLIT_OPTIONS)
 def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_pairs, epochs,
-            batch_size, lr, weight_decay, schedule, warmup_epochs, label_smoothing,
-            class_weights, balanced_sampling, monitor, patience, seed, device, no_amp,
+            patience, monitor, batch_size, lr, weight_decay, schedule, warmup_epochs,
+            label_smoothing, class_weights, balanced_sampling, seed, device, no_amp,
             workers, init_from, freeze, resume, overwrite, **data_params):
     """Train a morphology classifier (or a U-Net: --task segment) on prepared or raw cutouts.
 
