@@ -1,4 +1,4 @@
-"""Rebuild sample_data/: simulated cutouts and field (galcnn.simulate) and a few real cutouts.
+"""Rebuild sample_data/: simulated cutouts and field (galcnn.data.simulate) and a few real cutouts.
 
 Run from the repository root: ``python sample_data/make_sample_data.py [SHARED_DATA_DIR]``.
 The real cutouts are copied from the shared survey data (default ../shared/data) when present.
@@ -14,7 +14,7 @@ import sys
 import numpy as np
 from astropy.io import fits
 
-from galcnn.simulate import CLASSES, simulate_cutout, simulate_field, write_cutout
+from galcnn.data.simulate import CLASSES, simulate_cutout, simulate_field, write_cutout
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 N_SIMULATED_PER_CLASS = 30
