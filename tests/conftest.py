@@ -3,7 +3,9 @@ real models trained once per session (a second or two each)."""
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -26,6 +28,18 @@ def class_dirs(tmp_path):
         for i in range(4):
             write_fits(root / label / f"x{i}.fits", noise_image(seed=offset + i))
     return root
+
+
+@pytest.fixture
+def cutouts(tmp_path):
+    """Twelve simulated cutouts (elliptical, spiral_cw, spiral_acw; .fits.fz, image in HDU 1)
+    in one flat directory."""
+    folder = tmp_path / "cutouts"
+    folder.mkdir()
+    for kind in ("elliptical", "spiral_cw", "spiral_acw"):
+        for path in sorted(glob.glob(os.path.join(SAMPLE_DATA, "simulated", kind, "*")))[:4]:
+            shutil.copy(path, folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 
 import numpy as np
@@ -21,6 +23,21 @@ def write_fits(path, data=None, *, header=None, hdus=None) -> str:
         hdus = [fits.PrimaryHDU(data, header=header)]
     fits.HDUList(hdus).writeto(path, overwrite=True)
     return path
+
+
+def csv_rows(path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def manifest_rows(prepared) -> list[dict]:
+    """A prepared dataset's manifest, as text."""
+    return csv_rows(os.path.join(prepared, "manifest.csv"))
+
+
+def metadata(prepared) -> dict:
+    with open(os.path.join(prepared, "metadata.json")) as handle:
+        return json.load(handle)
 
 
 def noise_image(shape=(32, 32), seed=0, bands=None) -> np.ndarray:

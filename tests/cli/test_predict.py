@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import csv
 import glob
 import os
-import shutil
 
 import numpy as np
-import pytest
 from astropy.io import fits
 from astropy.table import Table
 from click.testing import CliRunner
 
 from galcnn.cli import cli
 
-from helpers import SAMPLE_DATA, write_fits
-
-
-KINDS = ("elliptical", "spiral_cw", "spiral_acw")
-
-
-@pytest.fixture
-def cutouts(tmp_path):
-    """Twelve simulated cutouts (.fits.fz, image in HDU 1) in one flat directory."""
-    folder = tmp_path / "cutouts"
-    folder.mkdir()
-    for kind in KINDS:
-        for path in sorted(glob.glob(os.path.join(SAMPLE_DATA, "simulated", kind, "*")))[:4]:
-            shutil.copy(path, folder)
-    return folder
-
-
-def _rows(path) -> list[dict]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+from helpers import csv_rows, write_fits
 
 
 def test_good_and_bad_files_all_get_rows_and_the_exit_status_says_so(classifier, cutouts,
@@ -48,7 +26,7 @@ def test_good_and_bad_files_all_get_rows_and_the_exit_status_says_so(classifier,
     out = tmp_path / "mixed.csv"
     result = CliRunner().invoke(cli, ["predict", classifier, str(cutouts), "-o", str(out)])
     assert result.exit_code == 3, result.output
-    rows = {os.path.basename(r["file"]): r for r in _rows(out)}
+    rows = {os.path.basename(r["file"]): r for r in csv_rows(out)}
     assert len(rows) == 17
     assert sum(r["status"] == "ok" for r in rows.values()) == 12
     assert rows["empty.fits"]["status"].startswith("error: ") and \

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 
 import numpy as np
@@ -15,17 +14,7 @@ from click.testing import CliRunner
 from galcnn.cli import cli
 from galcnn.cli.main import EXIT_SOME_FAILED
 
-from helpers import SAMPLE_DATA, noise_image, write_fits
-
-
-def _manifest(out):
-    with open(os.path.join(out, "manifest.csv"), newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _metadata(out):
-    with open(os.path.join(out, "metadata.json")) as handle:
-        return json.load(handle)
+from helpers import SAMPLE_DATA, manifest_rows, metadata, noise_image, write_fits
 
 
 def run_cli(*args):
@@ -44,7 +33,7 @@ def test_label_table_found_inside_directory_and_reports_written(tmp_path):
     result = run_cli("prepare", root, "-o", out, "--classes", "FRII,FRI", "--where",
                      "confident=1", "--val-fraction", "0")
     assert result.exit_code == 0, result.output
-    meta = _metadata(out)
+    meta = metadata(out)
     assert meta["classes"] == ["FRII", "FRI"]
     assert meta["class_counts"]["train"] == {"FRII": 2, "FRI": 2}
     assert meta["dropped_classes"] == {} and meta["labels"]["rows_filtered_out"] == 1
@@ -54,7 +43,7 @@ def test_label_table_found_inside_directory_and_reports_written(tmp_path):
     missing = open(os.path.join(out, "missing_files.txt")).read().split()
     assert missing == ["cutouts/missing.fits", "cutouts/o0.fits.bak"]
     assert "Files with no label: 2" in result.stdout and "Labels with no file: 2" in result.stdout
-    rows = _manifest(out)
+    rows = manifest_rows(out)
     assert {r["label_index"] for r in rows if r["label"] == "FRII"} == {"0"}
 
 
@@ -99,7 +88,7 @@ def test_bad_inputs_are_named_and_the_run_goes_on(tmp_path):
         line = [ln for ln in result.stderr.splitlines() if name in ln]
         assert len(line) == 1 and fragment in line[0]
     assert "Traceback" not in result.output
-    rows = _manifest(out)
+    rows = manifest_rows(out)
     assert sorted(os.path.basename(r["file"]) for r in rows) == [f"good{i}.fits" for i in range(4)]
     assert {r["split"] for r in rows} == {"unlabelled"}
     assert f"Failed: {len(expected)}" in result.stdout
@@ -140,11 +129,11 @@ def test_band_pattern_wcs_and_float16(tmp_path):
     result = run_cli("prepare", tmp_path / "in", "-o", out, "--band-pattern", "{id}_{band}.fits",
                      "--bands", "r,g", "--dtype", "float16", "--no-labels")
     assert result.exit_code == 0, result.output
-    meta = _metadata(out)
+    meta = metadata(out)
     recipe = meta["preprocess"]
     assert recipe["bands"] == ["r", "g"] and recipe["dtype"] == "float16"
     assert recipe["band_pattern"] == "{id}_{band}.fits"
-    rows = _manifest(out)
+    rows = manifest_rows(out)
     assert rows[0]["id"] == "obj0" and rows[0]["file"].count(";") == 1
     assert rows[0]["file"].split(";")[0].endswith("obj0_r.fits")
     assert float(rows[0]["ra"]) == pytest.approx(10.0, abs=1e-6)
@@ -169,7 +158,7 @@ def test_sample_data_prepares(tmp_path):
     result = run_cli("prepare", os.path.join(root, "simulated"), "-o", tmp_path / "sim",
                      "--augment", "rot90", "--copies", "1")
     assert result.exit_code == 0, result.output
-    assert _metadata(tmp_path / "sim")["classes"] == ["edge_on", "elliptical", "spiral_acw",
+    assert metadata(tmp_path / "sim")["classes"] == ["edge_on", "elliptical", "spiral_acw",
                                                      "spiral_cw"]
     result = run_cli("prepare", os.path.join(root, "mirabest"), "-o", tmp_path / "mb")
-    assert result.exit_code == 0 and _metadata(tmp_path / "mb")["preprocess"]["size"] == [150, 150]
+    assert result.exit_code == 0 and metadata(tmp_path / "mb")["preprocess"]["size"] == [150, 150]

@@ -16,17 +16,7 @@ from galcnn.data.recipe import Preprocess
 from galcnn.data.simulate import simulate_cutout
 from galcnn.stages.prepare import PrepareError, PrepareOptions, prepare
 
-from helpers import noise_image, write_fits
-
-
-def _manifest(out):
-    with open(os.path.join(out, "manifest.csv"), newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _metadata(out):
-    with open(os.path.join(out, "metadata.json")) as handle:
-        return json.load(handle)
+from helpers import manifest_rows, metadata, noise_image, write_fits
 
 
 def test_class_directories_give_a_complete_dataset(class_dirs, tmp_path):
@@ -34,12 +24,12 @@ def test_class_directories_give_a_complete_dataset(class_dirs, tmp_path):
     result = prepare([str(class_dirs)], out, workers=1,
                      options=PrepareOptions(val_fraction=0.25, seed=3))
     assert result.classes == ["a", "b"] and result.n_samples == 8 and not result.failures
-    rows = _manifest(out)
+    rows = manifest_rows(out)
     assert list(rows[0]) == list(MANIFEST_COLUMNS)
     assert [r["split"] for r in rows].count("val") == 2
     assert {r["label"] for r in rows if r["split"] == "val"} == {"a", "b"}  # stratified
     assert {r["id"] for r in rows} == {f"{c}/x{i}" for c in "ab" for i in range(4)}
-    meta = _metadata(out)
+    meta = metadata(out)
     recipe = meta["preprocess"]
     assert meta["classes"] == ["a", "b"] and recipe["size"] == [32, 32] and recipe["bands"] == ["0"]
     assert recipe["stretch"]["name"] == "asinh" and meta["labels"]["source"] == "directories"
@@ -62,7 +52,7 @@ def test_augmented_copies_only_for_training(class_dirs, tmp_path):
     out = str(tmp_path / "aug")
     options = PrepareOptions(augment="dihedral", copies=3, val_fraction=0.25)
     prepare([str(class_dirs)], out, workers=1, options=options)
-    rows = _manifest(out)
+    rows = manifest_rows(out)
     train = [r for r in rows if r["split"] == "train"]
     val = [r for r in rows if r["split"] == "val"]
     assert len(train) == 6 * 4 and len(val) == 2
@@ -86,7 +76,7 @@ def test_arbitrary_rotation_copies(class_dirs, tmp_path):
     out = str(tmp_path / "rot")
     prepare([str(class_dirs)], out, workers=1,
             options=PrepareOptions(augment="rotate", copies=2, preprocess=Preprocess(size=(16, 16))))
-    transforms = [r["transform"] for r in _manifest(out) if r["transform"] != "identity"]
+    transforms = [r["transform"] for r in manifest_rows(out) if r["transform"] != "identity"]
     assert transforms and all(t.startswith("rotate:") for t in transforms)
     assert PreparedDataset(out).image(1).shape == (1, 16, 16)
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import glob
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -19,33 +17,14 @@ from galcnn.metrics import softmax
 from galcnn.stages.predict import PredictError, PredictOptions, columns_for, predict
 from galcnn.stages.prepare import PrepareOptions, prepare
 
-from helpers import SAMPLE_DATA, write_fits
-
-
-KINDS = ("elliptical", "spiral_cw", "spiral_acw")
-
-
-@pytest.fixture
-def cutouts(tmp_path):
-    """Twelve simulated cutouts (.fits.fz, image in HDU 1) in one flat directory."""
-    folder = tmp_path / "cutouts"
-    folder.mkdir()
-    for kind in KINDS:
-        for path in sorted(glob.glob(os.path.join(SAMPLE_DATA, "simulated", kind, "*")))[:4]:
-            shutil.copy(path, folder)
-    return folder
-
-
-def _rows(path) -> list[dict]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+from helpers import SAMPLE_DATA, csv_rows, write_fits
 
 
 def test_csv_agrees_with_the_model_on_prepared_tensors(classifier, cutouts, tmp_path):
     out = tmp_path / "p.csv"
     result = predict(classifier, [str(cutouts)], str(out), PredictOptions(batch_size=5))
     assert (result.n_ok, result.n_failed, result.n_rows) == (12, 0, 12)
-    rows = _rows(out)
+    rows = csv_rows(out)
     model = load_model(classifier)
     card = model.card
     assert list(rows[0]) == columns_for(card.classes)
@@ -78,7 +57,7 @@ def test_predictions_are_invariant_and_mirrors_swap_winding(classifier, tmp_path
     write_fits(folder / "mirror.fits", np.ascontiguousarray(image[:, ::-1]))
     out = tmp_path / "tta.csv"
     predict(classifier, [str(folder)], str(out), PredictOptions(tta=True))
-    rows = {os.path.basename(r["file"]): r for r in _rows(out)}
+    rows = {os.path.basename(r["file"]): r for r in csv_rows(out)}
     classes = load_model(classifier).card.classes
     beliefs = {name: np.array([float(r[f"p_{c}"]) for c in classes])
                for name, r in rows.items()}
@@ -102,7 +81,7 @@ def test_tta_without_dropout_is_exactly_invariant(classifier, tmp_path):
         write_fits(folder / f"rot{k}.fits", np.ascontiguousarray(np.rot90(image, k)))
     out = tmp_path / "exact.csv"
     predict(classifier, [str(folder)], str(out), PredictOptions(tta=True))
-    rows = _rows(out)
+    rows = csv_rows(out)
     first = [float(rows[0][c]) for c in rows[0] if c.startswith("p_")]
     for row in rows[1:]:
         np.testing.assert_allclose([float(row[c]) for c in row if c.startswith("p_")], first,
@@ -119,7 +98,7 @@ def test_shards_are_disjoint_and_complete(classifier, cutouts, tmp_path, n):
         except PredictError as exc:  # an empty part is allowed for small inputs
             assert "no input files in shard" in str(exc)
             continue
-        seen.extend(r["file"] for r in _rows(out))
+        seen.extend(r["file"] for r in csv_rows(out))
     assert len(seen) == len(set(seen)) == 12
 
 
