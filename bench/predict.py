@@ -1,12 +1,19 @@
-"""Throughput and memory of ``galcnn predict`` against the model's own forward pass, in one run.
+"""Throughput and memory of ``galcnn predict`` against its physical limit, in one run.
 
-The figure is the ratio (end-to-end cutouts/s: FITS reading, stretching, batching, inference,
-CSV writing) / (forward passes/s of the same model on the same batches already in memory).
-Peak memory is measured in fresh processes for 10x and for ~80x more inputs than one batch:
-bounded streaming means the two peaks are about the same.
+On the same files: ``read`` (astropy opening each file and reading its image over all usable
+cores, bench/limits.py), ``model`` (forward passes/s of the validated model, pooled over its
+symmetry group as predict runs it, on batches already in memory, all threads or on the
+device), ``limit`` (``1/(1/read + 1/model)`` on a CPU, where both share the cores;
+``min(read, model)`` on a GPU) and the end-to-end rate of ``predict`` with default options.
 
-    python bench/predict.py                      # shared GZ1 files, CPU
-    python bench/predict.py --model runs/gz1 --device cuda --batch-size 512
+Memory: the peak resident size of the predict process plus its reading workers, sampled from
+/proc, for 1,000 and for 100,000 inputs (hard links to the shared files, as distinct inputs),
+and a 100,000-input run killed half-way and resumed. The scale runs use a small model (width
+8): streaming memory does not depend on the network.
+
+    python bench/predict.py                       # shared GZ1 files, CPU
+    python bench/predict.py --device cuda --batch-size 512
+    python bench/predict.py --skip-scale          # throughput only
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,12 +29,13 @@ import time
 
 import numpy as np
 import torch
+from limits import limit, read_rate
 
 from galcnn.checkpoint import load_model
 from galcnn.data.dataset import PreparedDataset
 from galcnn.data.inputs import expand_inputs
 from galcnn.inference import as_batch, forward
-from galcnn.runtime import amp_dtype, select_device
+from galcnn.runtime import amp_dtype, select_device, usable_cpus
 from galcnn.stages.predict import PredictOptions, predict
 from galcnn.stages.prepare import PrepareOptions, prepare
 from galcnn.stages.train import TrainOptions, train
@@ -35,17 +44,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED_GZ1 = os.path.join(HERE, "..", "..", "shared", "data", "gz1")
 
 
-def quick_model(data_dir: str, tmp: str) -> str:
-    """A default-architecture model trained for one epoch (throughput does not need a good one)."""
+def quick_model(data_dir: str, tmp: str, name: str, **changes) -> str:
+    """A model trained for one epoch (throughput does not need a good one)."""
     prepared = os.path.join(tmp, "train-prepared")
-    prepare([data_dir], prepared)
-    run = os.path.join(tmp, "run")
-    train(prepared, run, TrainOptions(epochs=1))
+    if not os.path.exists(prepared):
+        prepare([data_dir], prepared)
+    run = os.path.join(tmp, name)
+    train(prepared, run, TrainOptions(epochs=1, **changes))
     return run
 
 
-def forward_rate(model_path: str, files: list[str], batch_size: int, device: torch.device,
-                 tmp: str) -> float:
+def model_rate(model_path: str, files: list[str], batch_size: int, device: torch.device,
+               tmp: str) -> float:
     """Forward passes/s of the validated model (pooled over its symmetry group, as predict
     runs it) on the same cutouts, prepared and held on the device."""
     model = load_model(model_path, device).to(memory_format=torch.channels_last)
@@ -53,7 +63,7 @@ def forward_rate(model_path: str, files: list[str], batch_size: int, device: tor
     with open(listing, "w") as handle:
         handle.writelines(f"{f}\n" for f in files)
     prepared = os.path.join(tmp, "predict-prepared")
-    prepare([f"@{listing}"], prepared, no_labels=True,
+    prepare([f"@{listing}"], prepared, no_labels=True, overwrite=True,
             options=PrepareOptions(model.card.preprocess, val_fraction=0.0))
     data = PreparedDataset(prepared)
     batches = [as_batch(data.batch(np.arange(i, min(i + batch_size, len(data))))[0], device)
@@ -71,26 +81,77 @@ def forward_rate(model_path: str, files: list[str], batch_size: int, device: tor
     return len(data) / (time.perf_counter() - start)
 
 
-def peak_memory_mb(model: str, files: list[str], batch_size: int, device: str, tmp: str) -> dict:
-    """Peak RSS (MB) of a fresh process predicting ``files`` (main process; reading workers).
+def _tree_rss_kib(pid: int) -> int:
+    """Resident size of a process and all its descendants, from /proc."""
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            with open(f"/proc/{current}/status") as handle:
+                total += next(int(line.split()[1]) for line in handle
+                              if line.startswith("VmRSS"))
+            with open(f"/proc/{current}/task/{current}/children") as handle:
+                stack.extend(int(child) for child in handle.read().split())
+        except (OSError, StopIteration):
+            continue
+    return total
 
-    The main figure is VmHWM from /proc: ``ru_maxrss`` of a child started from this process
-    would include this (large) process's size from before ``exec``."""
-    listing = os.path.join(tmp, f"mem-{len(files)}.txt")
+
+def run_sampled(command: list[str], kill_after: float | None = None) -> dict:
+    """Run a command, sampling the resident size of its process tree every 50 ms; optionally
+    send SIGKILL to the whole tree after ``kill_after`` seconds."""
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    peak, started = 0, time.perf_counter()
+    while process.poll() is None:
+        peak = max(peak, _tree_rss_kib(process.pid))
+        if kill_after is not None and time.perf_counter() - started > kill_after:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            break
+        time.sleep(0.05)
+    out, err = process.communicate()
+    return {"returncode": process.returncode, "seconds": time.perf_counter() - started,
+            "peak_mib": round(peak / 1024), "stdout": out, "stderr": err[-2000:]}
+
+
+def scale_inputs(files: list[str], n: int, tmp: str) -> str:
+    """A list file of ``n`` distinct inputs: hard links to ``files``, cycled."""
+    folder = os.path.join(tmp, f"links-{n}")
+    os.makedirs(folder, exist_ok=True)
+    listing = os.path.join(tmp, f"links-{n}.txt")
     with open(listing, "w") as handle:
-        handle.writelines(f"{f}\n" for f in files)
-    code = ("import json, resource, sys; "
-            "from galcnn.stages.predict import predict, PredictOptions; "
-            f"predict({model!r}, ['@{listing}'], {os.path.join(tmp, 'mem.csv')!r}, "
-            f"PredictOptions(batch_size={batch_size}, device={device!r}), overwrite=True); "
-            "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]; "
-            "peak = int(hwm[0].split()[1]) if hwm else "
-            "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-            "print(json.dumps([peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
-    main_kb, child_kb = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"inputs": len(files), "main_mb": round(main_kb / 1024), "worker_mb": round(child_kb / 1024)}
+        for i in range(n):
+            link = os.path.join(folder, f"{i:06d}.fits")
+            if not os.path.exists(link):
+                os.link(files[i % len(files)], link)
+            handle.write(link + "\n")
+    return listing
+
+
+def scale(model: str, files: list[str], tmp: str, sizes: list[int], batch_size: int,
+          device: str) -> list[dict]:
+    rows = []
+    for n in sizes:
+        listing = scale_inputs(files, n, tmp)
+        out = os.path.join(tmp, f"scale-{n}.csv")
+        command = [sys.executable, "-m", "galcnn", "-q", "predict", model, f"@{listing}",
+                   "-o", out, "--batch-size", str(batch_size), "--device", device]
+        whole = run_sampled(command + ["--overwrite"])
+        rows.append({"inputs": n, "peak_mib": whole["peak_mib"],
+                     "seconds": round(whole["seconds"], 1), "exit": whole["returncode"]})
+        if n == max(sizes):  # kill half-way, resume, and check the rows
+            os.remove(out)
+            killed = run_sampled(command, kill_after=whole["seconds"] / 2)
+            resumed = run_sampled(command + ["--resume"])
+            with open(out) as handle:
+                lines = handle.read().splitlines()[1:]
+            files_seen = [line.split(",")[1] for line in lines]
+            rows[-1].update(killed_exit=killed["returncode"], resume_exit=resumed["returncode"],
+                            resume_peak_mib=resumed["peak_mib"], rows_after_resume=len(lines),
+                            distinct_files=len(set(files_seen)))
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def main() -> None:
@@ -98,29 +159,35 @@ def main() -> None:
     parser.add_argument("--data", default=SHARED_GZ1, help="cutouts to predict")
     parser.add_argument("--model", help="checkpoint or run (default: a 1-epoch model on --data)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--scale", default="1000,100000", help="input counts of the memory runs")
+    parser.add_argument("--skip-scale", action="store_true")
     args = parser.parse_args()
     device = select_device(args.device)
     files = [path for path, _ in expand_inputs([args.data])]
+    report: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else
+                    f"cpu ({torch.get_num_threads()} threads)", "inputs": len(files),
+                    "batch_size": args.batch_size, "torch": torch.__version__}
     with tempfile.TemporaryDirectory(prefix="galcnn-bench-") as tmp:
-        model = args.model or quick_model(args.data, tmp)
-        out = os.path.join(tmp, "predictions.csv")
+        model = args.model or quick_model(args.data, tmp, "run")
+        read = read_rate(files, usable_cpus())
         start = time.perf_counter()
-        result = predict(model, files, out, PredictOptions(batch_size=args.batch_size,
-                                                           device=args.device))
+        result = predict(model, files, os.path.join(tmp, "predictions.csv"),
+                         PredictOptions(batch_size=args.batch_size, device=args.device))
         end_to_end = result.n_ok / (time.perf_counter() - start)
-        compute = forward_rate(model, files, args.batch_size, device, tmp)
-        small = peak_memory_mb(model, files[: 10 * args.batch_size], args.batch_size,
-                               args.device, tmp)
-        large = peak_memory_mb(model, files, args.batch_size, args.device, tmp)
-    print(json.dumps({
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
-        f"cpu ({torch.get_num_threads()} threads)",
-        "inputs": len(files), "failed": result.n_failed, "batch_size": args.batch_size,
-        "end_to_end_cutouts_per_s": round(end_to_end, 1),
-        "forward_only_cutouts_per_s": round(compute, 1),
-        "ratio": round(end_to_end / compute, 3),
-        "peak_memory": [small, large], "torch": torch.__version__}, indent=2))
+        model_per_s = model_rate(model, files, args.batch_size, device, tmp)
+        best = limit(read, model_per_s, device.type)
+        report.update({"failed": result.n_failed, "read_per_s": round(read, 1),
+                       "model_per_s": round(model_per_s, 1), "limit_per_s": round(best, 1),
+                       "end_to_end_per_s": round(end_to_end, 1),
+                       "ratio_to_limit": round(end_to_end / best, 3),
+                       "ratio_to_model": round(end_to_end / model_per_s, 3)})
+        print(json.dumps(report, indent=2), flush=True)
+        if not args.skip_scale:
+            small = quick_model(args.data, tmp, "small", width=8)
+            report["scale"] = scale(small, files, tmp, [int(n) for n in args.scale.split(",")],
+                                    args.batch_size, args.device)
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Throughput of ``galcnn prepare`` against astropy alone reading the same files, in one run.
 
-The figure is the ratio (prepare cutouts/s) / (astropy open+read cutouts/s): it says what
-galcnn adds on top of reading FITS, and it holds on a noisy or slower machine because both
-rates are measured back to back on the same files.
+``read`` is astropy opening every file and reading its image over all usable cores
+(bench/limits.py); ``prepare`` is the whole command (reading, checks, the asinh statistics,
+stretch, fill, geometry, shard and manifest writing) with 1, 2, ... workers. The figures are
+the ratios ``prepare / read``, which hold on a noisy or slower machine because both rates are
+measured back to back on the same files with a warm page cache.
 
-    python bench/prepare.py                      # shared GZ1 set, 1 worker and all workers
+    python bench/prepare.py                      # shared GZ1 set
     python bench/prepare.py --set mirabest --limit 500
 """
 
@@ -18,7 +20,7 @@ import shutil
 import tempfile
 import time
 
-from astropy.io import fits
+from limits import read_rate
 
 from galcnn.data.inputs import expand_inputs
 from galcnn.runtime import usable_cpus
@@ -26,18 +28,6 @@ from galcnn.stages.prepare import prepare
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.join(HERE, "..", "..", "shared", "data")
-
-
-def astropy_read_rate(files: list[str]) -> float:
-    """Cutouts/s of the bare minimum: open each file and read its first image's data."""
-    start = time.perf_counter()
-    for path in files:
-        with fits.open(path, memmap=False) as hdul:
-            for hdu in hdul:
-                if hdu.header.get("NAXIS", 0) >= 2:
-                    _ = hdu.data.sum()
-                    break
-    return len(files) / (time.perf_counter() - start)
 
 
 def prepare_rate(files: list[str], workers: int, tmp: str, data_dir: str) -> float:
@@ -64,19 +54,17 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = os.path.join(args.data, args.set)
     files = [p for p, _ in expand_inputs([data_dir])][: args.limit]
-    all_workers = usable_cpus()
+    cpus = usable_cpus()
     with tempfile.TemporaryDirectory() as tmp:
-        astropy_read_rate(files[:200])  # warm the page cache
-        read = astropy_read_rate(files)
-        rates = {w: prepare_rate(files, w, tmp, data_dir) for w in sorted({1, all_workers})}
-        read_again = astropy_read_rate(files)
-    baseline = (read + read_again) / 2
+        read = read_rate(files, cpus)
+        rates = {w: prepare_rate(files, w, tmp, data_dir) for w in range(1, cpus + 1)}
+        read = (read + read_rate(files, cpus)) / 2  # before and after, on a noisy machine
     figures = {
-        "set": args.set, "n_files": len(files), "cpus": all_workers,
+        "set": args.set, "n_files": len(files), "cpus": cpus,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "astropy_read_per_s": round(baseline, 1),
+        f"read_{cpus}cpu_per_s": round(read, 1),
         **{f"prepare_{w}w_per_s": round(r, 1) for w, r in rates.items()},
-        **{f"ratio_{w}w": round(r / baseline, 3) for w, r in rates.items()},
+        **{f"ratio_{w}w": round(r / read, 3) for w, r in rates.items()},
     }
     width = max(len(k) for k in figures)
     for key, value in figures.items():

@@ -138,7 +138,7 @@ def _check_file(path: str) -> None:
         raise FitsReadError(path, "empty file (0 bytes)")
 
 
-def _read_one(path: str, hdu: int | str | None) -> tuple[np.ndarray, np.ndarray, int, str, fits.Header]:
+def _read_one(path: str, hdu: int | str | None) -> tuple[np.ndarray, int, int, str, fits.Header]:
     _check_file(path)
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -146,7 +146,7 @@ def _read_one(path: str, hdu: int | str | None) -> tuple[np.ndarray, np.ndarray,
             with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
                 index = _select_hdu(hdul, hdu, path)
                 selected = hdul[index]
-                header = selected.header.copy()
+                header = selected.header  # in memory; outlives the closed file
                 raw = selected.data
                 if raw is None:
                     raise FitsReadError(path, f"HDU {index} has no data")
@@ -162,12 +162,17 @@ def _read_one(path: str, hdu: int | str | None) -> tuple[np.ndarray, np.ndarray,
 
     raw = _as_cube(raw, path, index)
     data = raw.astype(np.float32)  # native byte order, a copy
-    bad = ~np.isfinite(data)
-    blank = _physical_blank(header)
-    if blank is not None and np.issubdtype(raw.dtype, np.integer):
-        bad |= raw == blank
-    data[bad] = np.nan
-    return data, bad, index, extname, header
+    if np.issubdtype(raw.dtype, np.integer):  # no NaN or inf: only BLANK marks bad pixels
+        blank = _physical_blank(header)
+        if blank is None:
+            return data, 0, index, extname, header
+        bad = raw == blank
+    else:
+        bad = ~np.isfinite(data)
+    n_bad = int(np.count_nonzero(bad))
+    if n_bad:
+        data[bad] = np.nan
+    return data, n_bad, index, extname, header
 
 
 def _band_names_from_header(header: fits.Header, n_bands: int) -> list[str]:
@@ -192,10 +197,10 @@ def read_image(paths: str | os.PathLike | list, *, hdu: int | str | None = None)
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = [os.fspath(p) for p in paths]
-    planes, bad_masks, band_names = [], [], []
+    planes, bad_counts, band_names = [], [], []
     first_index, first_extname, first_header = 0, "", None
     for position, path in enumerate(paths):
-        data, bad, index, extname, header = _read_one(path, hdu)
+        data, n_bad, index, extname, header = _read_one(path, hdu)
         if len(paths) > 1:
             if data.shape[0] != 1:
                 raise FitsReadError(path, f"is a {data.shape[0]}-band cube; one file per band "
@@ -206,11 +211,11 @@ def read_image(paths: str | os.PathLike | list, *, hdu: int | str | None = None)
         if position == 0:
             first_index, first_extname, first_header = index, extname, header
         planes.append(data)
-        bad_masks.append(bad)
+        bad_counts.append(n_bad)
         if len(paths) > 1:
             band_names.extend(_band_names_from_header(header, 1))
     cube = np.concatenate(planes) if len(planes) > 1 else planes[0]
-    n_bad = int(sum(int(m.sum()) for m in bad_masks))
+    n_bad = sum(bad_counts)
     if len(paths) == 1:
         band_names = _band_names_from_header(first_header, cube.shape[0])
     elif len(band_names) != cube.shape[0]:

@@ -3,8 +3,9 @@
 What ``prepare``, ``predict`` and ``evaluate`` read through: one FITS object becomes one
 :class:`Sample` (the network input, optional augmented copies and masks, its HDU and sky
 position), or a sample whose ``problem`` says in one line why the object cannot be used. One
-bad file never stops the stream. At most two chunks of tasks are in flight, so memory does not
-grow with the number of inputs, and the order of the output is the order of the tasks.
+bad file never stops the stream. Each worker call reads a batch of sources and measures their
+stretch statistics together (vectorised); at most two chunks of batches are in flight, so
+memory does not grow with the number of inputs, and the output keeps the order of the tasks.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from galcnn.data.inputs import Source
 from galcnn.data.masks import cutout_mask
 from galcnn.data.recipe import Preprocess
 
-__all__ = ["ReadTask", "Sample", "read_sample", "read_samples"]
+__all__ = ["ReadTask", "Sample", "read_batch", "read_sample", "read_samples"]
 
 
 @dataclass(frozen=True)
@@ -55,38 +56,80 @@ class Sample:
         return self.images[0]
 
 
-def read_sample(task: ReadTask, recipe: Preprocess, *, same_size: bool = False,
-                masks: str = "none", mask_nsigma: float = 2.0) -> Sample:
-    """Read, check and preprocess one source (see :meth:`Preprocess.problem` for
-    ``same_size``); ``masks`` is ``none``, ``auto`` or ``hdu:NAME``."""
+def read_batch(tasks: list[ReadTask], recipe: Preprocess, *, same_size: bool = False,
+               masks: str = "none", mask_nsigma: float = 2.0) -> list[Sample]:
+    """Read, check and preprocess sources, one :class:`Sample` each (see
+    :meth:`Preprocess.problem` for ``same_size``); ``masks`` is ``none``, ``auto`` or
+    ``hdu:NAME``. The stretch statistics of the batch are measured together."""
+    samples, images, usable = [], [], []
+    for task in tasks:
+        sample, data = _read_and_check(task, recipe, same_size, masks, mask_nsigma)
+        samples.append(sample)
+        if data is not None:
+            images.append(data)
+            usable.append((task, sample))
+    for (task, sample), normalised in zip(usable, _normalised(recipe, images, usable)):
+        if normalised is None:
+            continue
+        try:
+            sample.images, sample.transforms = _with_copies(recipe, normalised, task.transforms)
+        except Exception as exc:  # one odd file must never stop a batch
+            sample.problem = f"could not be prepared ({type(exc).__name__}: {exc})"
+            sample.masks = []
+    return samples
+
+
+def read_sample(task: ReadTask, recipe: Preprocess, **options) -> Sample:
+    """:func:`read_batch` of one source."""
+    return read_batch([task], recipe, **options)[0]
+
+
+def _read_and_check(task: ReadTask, recipe: Preprocess, same_size: bool, masks: str,
+                    mask_nsigma: float) -> tuple[Sample, np.ndarray | None]:
+    """The sample so far (HDU, position, masks, or its problem) and the image to normalise."""
     try:
         image = recipe.read(task.source.paths)
     except FitsReadError as exc:
-        return Sample(task.index, problem=exc.problem)
+        return Sample(task.index, problem=exc.problem), None
     sample = Sample(task.index, hdu=image.hdu, n_bad=image.n_bad, band_names=image.band_names)
     sample.problem = recipe.problem(image, same_size=same_size)
     if sample.problem:
-        return sample
+        return sample, None
     try:
         if masks != "none":
             try:
                 base = cutout_mask(task.source.paths[0], image.data, masks, recipe.size,
                                    fit=recipe.fit, nsigma=mask_nsigma)
             except ValueError as exc:  # a missing or unusable mask: the file's problem
-                return Sample(task.index, hdu=image.hdu, problem=str(exc))
+                return Sample(task.index, hdu=image.hdu, problem=str(exc)), None
             sample.masks = [base] + [t(base[None])[0].copy() for t in task.transforms]
-        sample.images, sample.transforms = _with_copies(recipe, image.data, task.transforms)
         sample.ra, sample.dec = centre_radec(image.header, image.shape)
     except Exception as exc:  # one odd file must never stop a batch
         return Sample(task.index, hdu=image.hdu,
-                      problem=f"could not be prepared ({type(exc).__name__}: {exc})")
-    return sample
+                      problem=f"could not be prepared ({type(exc).__name__}: {exc})"), None
+    return sample, image.data
 
 
-def _with_copies(recipe: Preprocess, data: np.ndarray, transforms) -> tuple[list, list[str]]:
+def _normalised(recipe: Preprocess, images: list[np.ndarray], usable: list) -> list:
+    """The batch normalised together; should that fail, each image alone, so that one odd
+    image costs only its own sample."""
+    try:
+        return recipe.normalise_all(images)
+    except Exception:
+        results = []
+        for image, (_, sample) in zip(images, usable):
+            try:
+                results.append(recipe.normalise(image))
+            except Exception as exc:
+                sample.problem = f"could not be prepared ({type(exc).__name__}: {exc})"
+                sample.masks = []
+                results.append(None)
+        return results
+
+
+def _with_copies(recipe: Preprocess, normalised: np.ndarray, transforms) -> tuple[list, list[str]]:
     """The input, then a copy per transform: symmetry elements of the fitted input, or
     rotations by any angle resampled once from the stretched image (no empty corners)."""
-    normalised = recipe.normalise(data)
     base = recipe.fit_to_size(normalised)
     images, names = [base], ["identity"]
     for transform in transforms:
@@ -102,19 +145,24 @@ def _with_copies(recipe: Preprocess, data: np.ndarray, transforms) -> tuple[list
 
 
 def read_samples(tasks: list[ReadTask], recipe: Preprocess, *, workers: int = 1,
-                 chunk: int = 256, **options) -> Iterator[Sample]:
-    """:func:`read_sample` of every task, in order, by ``workers`` processes (``options`` as
-    for :func:`read_sample`)."""
-    read = partial(read_sample, recipe=recipe, **options)
-    if workers <= 1 or len(tasks) < 2:
-        yield from map(read, tasks)
+                 chunk: int = 256, batch: int = 64, **options) -> Iterator[Sample]:
+    """The samples of every task, in order, read by ``workers`` processes in batches of
+    ``batch`` tasks (``options`` as for :func:`read_batch`); at most two chunks of ``chunk``
+    tasks are in flight."""
+    read = partial(read_batch, recipe=recipe, **options)
+    batches = [tasks[i:i + batch] for i in range(0, len(tasks), batch)]
+    if workers <= 1 or len(batches) < 2:
+        for group in batches:
+            yield from read(group)
         return
-    chunks = [tasks[i:i + chunk] for i in range(0, len(tasks), chunk)]
+    per_chunk = max(1, chunk // batch)
+    chunks = [batches[i:i + per_chunk] for i in range(0, len(batches), per_chunk)]
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with context.Pool(min(workers, len(tasks))) as pool:
-        pending = pool.imap(read, chunks[0], chunksize=4)
+    with context.Pool(min(workers, len(batches))) as pool:
+        pending = pool.imap(read, chunks[0])
         for following in chunks[1:] + [None]:
             current = pending
-            pending = pool.imap(read, following, chunksize=4) if following else None
-            yield from current
+            pending = pool.imap(read, following) if following else None
+            for samples in current:
+                yield from samples

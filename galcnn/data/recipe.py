@@ -168,26 +168,33 @@ class Preprocess:
         Without ``context`` the statistics and fill values are measured on ``data`` itself.
         """
         if context is None:
-            stretched = self.stretch(data)
-            fill_values = self._fill_values(stretched)
-        else:
-            stretched = self.stretch(data, context.statistics)
-            fill_values = context.fill_values
-        bad = ~np.isfinite(stretched)
-        if bad.any():
-            stretched[bad] = np.broadcast_to(fill_values[:, None, None], stretched.shape)[bad]
-        return stretched
+            return self.normalise_all([data])[0]
+        return _filled(self.stretch(data, context.statistics), lambda _: context.fill_values)
+
+    def normalise_all(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`normalise` of many images, each with its own statistics, measured together
+        (much faster than one at a time; the same numbers)."""
+        stretched = [self.stretch(image, statistics) for image, statistics
+                     in zip(images, self.stretch.statistics_of(images))]
+        return [_filled(s, self._fill_values) for s in stretched]
 
     def fit_to_size(self, normalised: np.ndarray) -> np.ndarray:
         """Crop/pad (padding with each band's median) or resize to ``size``."""
-        pad = np.median(normalised.reshape(len(normalised), -1), axis=1)
+        height, width = normalised.shape[1:]
+        pads = self.fit == "crop" and (height < self.size[0] or width < self.size[1])
+        pad = np.median(normalised.reshape(len(normalised), -1), axis=1) if pads else None
         return fit_to_size(normalised, self.size, fit=self.fit, pad_values=pad)
 
     def apply(self, data: np.ndarray) -> np.ndarray:
         """The network input of a whole cutout ``(bands, y, x)``, in ``dtype``."""
+        return self.apply_all([data])[0]
+
+    def apply_all(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`apply` of many cutouts, their statistics measured together."""
         if self.size is None:
             raise ValueError("the recipe has no size yet (Preprocess.with_inputs)")
-        return self.fit_to_size(self.normalise(data)).astype(self.dtype, copy=False)
+        return [self.fit_to_size(n).astype(self.dtype, copy=False)
+                for n in self.normalise_all(images)]
 
     def window_context(self, sample: np.ndarray) -> WindowContext:
         """Statistics and fill values of an image, from ``sample`` (the image, or a mosaic of
@@ -210,6 +217,16 @@ class Preprocess:
             if finite.size:
                 values[index] = np.median(finite)
         return values
+
+
+def _filled(stretched: np.ndarray, fill_values) -> np.ndarray:
+    """``stretched`` with its NaN pixels replaced, in place, by each band's value from
+    ``fill_values(stretched)`` (called only when there is something to fill)."""
+    bad = ~np.isfinite(stretched)
+    if bad.any():
+        values = fill_values(stretched)
+        stretched[bad] = np.broadcast_to(values[:, None, None], stretched.shape)[bad]
+    return stretched
 
 
 def _geometry_problem(shape: tuple[int, int], size: tuple[int, int], fit: str,

@@ -12,35 +12,48 @@ import warnings
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
-from astropy.stats import sigma_clipped_stats
 from astropy.visualization import (AsymmetricPercentileInterval, LinearStretch, LogStretch,
                                    ManualInterval, MinMaxInterval, ZScaleInterval)
 
 from galcnn.choices import STRETCH_NAMES
+from galcnn.data.clipping import clipped_median_and_std
 from galcnn.choices import STRETCH_SCOPES as SCOPES
 
 __all__ = ["Stretch", "background_and_noise"]
 
 
-def background_and_noise(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sigma-clipped median and robust (MAD) noise of each band of ``(bands, y, x)`` data.
+def background_and_noise(images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Background and noise of each band of each ``(bands, y, x)`` image: the median and the
+    standard deviation of the pixels that survive 3-sigma clipping about the median (MAD
+    scale, 5 iterations), astropy's ``sigma_clipped_stats(..., stdfunc="mad_std")``.
 
     NaN pixels are ignored. A flat band (noise 0, as in clipped 8-bit JPEG backgrounds) falls
-    back to the plain standard deviation, then to 1, so that no stretch divides by zero.
+    back to the plain standard deviation, then to 1, so that no stretch divides by zero. All
+    images of one size are measured in one vectorised pass (:mod:`galcnn.data.clipping`),
+    with exactly the numbers astropy gives for each image alone.
     """
-    flat = np.asarray(data, dtype=np.float32).reshape(len(data), -1)
-    flat = np.where(np.isfinite(flat), flat, np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _, median, noise = sigma_clipped_stats(flat, sigma=3.0, maxiters=5, stdfunc="mad_std",
-                                               axis=1)
-        median = np.nan_to_num(np.asarray(median, dtype=np.float64), nan=0.0)
-        noise = np.asarray(noise, dtype=np.float64)
-        weak = ~(noise > 0)
-        if weak.any():
-            noise[weak] = np.nanstd(flat[weak], axis=1)
-            noise[~(noise > 0)] = 1.0
-    return median, noise
+    flats = [np.asarray(image, dtype=np.float32).reshape(len(image), -1) for image in images]
+    results: list = [None] * len(flats)
+    by_length: dict[int, list[int]] = {}
+    for index, flat in enumerate(flats):
+        by_length.setdefault(flat.shape[1], []).append(index)
+    for members in by_length.values():  # float32 sums depend on the row length: never pad
+        rows = np.concatenate([flats[i] for i in members])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            median, noise = clipped_median_and_std(rows)
+            median = np.nan_to_num(median.astype(np.float64), nan=0.0)
+            noise = noise.astype(np.float64)
+            weak = ~(noise > 0)
+            if weak.any():
+                noise[weak] = np.nanstd(rows[weak], axis=1)
+                noise[~(noise > 0)] = 1.0
+        start = 0
+        for i in members:
+            stop = start + len(flats[i])
+            results[i] = (median[start:stop], noise[start:stop])
+            start = stop
+    return results
 
 
 @dataclass(frozen=True)
@@ -101,25 +114,34 @@ class Stretch:
         statistics = statistics if statistics is not None else self.statistics(data)
         if self.name == "asinh":
             return self._asinh(data, statistics)
-        groups = [data] if self.scope == "image" else [data[i:i + 1] for i in range(len(data))]
         return np.concatenate([self._interval_stretch(g, limits) for g, limits
-                               in zip(groups, statistics["limits"])]).astype(np.float32)
+                               in zip(self._groups(data), statistics["limits"])]
+                              ).astype(np.float32)
 
     def statistics(self, data: np.ndarray) -> dict:
         """The image statistics the stretch depends on (background, noise, clip limits)."""
-        data = np.asarray(data, dtype=np.float32)
+        return self.statistics_of([data])[0]
+
+    def statistics_of(self, images: list[np.ndarray]) -> list[dict]:
+        """:meth:`statistics` of many images at once (the same numbers, measured together)."""
+        images = [np.asarray(image, dtype=np.float32) for image in images]
         if self.name == "none":
-            return {}
-        if self.name == "asinh":
-            median, noise = background_and_noise(data)
-            if self.scope == "band":
-                return {"median": median.tolist(), "scale": (self.softening * noise).tolist()}
-            centred = data - median.astype(np.float32)[:, None, None]
-            _, intensity_noise = background_and_noise(centred.mean(axis=0)[None])
-            return {"median": median.tolist(),
-                    "soft": float(self.softening * intensity_noise[0])}
-        groups = [data] if self.scope == "image" else [data[i:i + 1] for i in range(len(data))]
-        return {"limits": [self._limits(g) for g in groups]}
+            return [{} for _ in images]
+        if self.name != "asinh":
+            return [{"limits": [self._limits(g) for g in self._groups(image)]}
+                    for image in images]
+        bands = background_and_noise(images)
+        if self.scope == "band":
+            return [{"median": median.tolist(), "scale": (self.softening * noise).tolist()}
+                    for median, noise in bands]
+        intensities = [(image - median.astype(np.float32)[:, None, None]).mean(axis=0)[None]
+                       for image, (median, _) in zip(images, bands)]
+        return [{"median": median.tolist(), "soft": float(self.softening * noise[0])}
+                for (median, _), (_, noise) in zip(bands, background_and_noise(intensities))]
+
+    def _groups(self, data: np.ndarray) -> list[np.ndarray]:
+        """The arrays that share statistics: the whole image, or each band."""
+        return [data] if self.scope == "image" else [data[i:i + 1] for i in range(len(data))]
 
     def _interval(self):
         if self.name == "linear":

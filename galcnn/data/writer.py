@@ -22,7 +22,11 @@ __all__ = ["ShardWriter", "DatasetWriter"]
 
 
 class ShardWriter:
-    """Append samples of one shape and dtype; each full shard is saved as one ``.npy`` file."""
+    """Append samples of one shape and dtype to ``.npy`` shards of about ``shard_bytes``.
+
+    Samples are written straight into the memory-mapped shard file (one copy, into the page
+    cache); a partly filled last shard is rewritten at its true length when closed.
+    """
 
     def __init__(self, directory: str, sample_shape: tuple[int, ...], dtype: str = "float32", *,
                  shard_bytes: int = 64 * 2**20, subdir: str = IMAGES_DIR):
@@ -32,8 +36,8 @@ class ShardWriter:
         self.dtype = np.dtype(dtype)
         sample_bytes = int(np.prod(self.sample_shape)) * self.dtype.itemsize
         self.per_shard = max(1, shard_bytes // sample_bytes)
-        self._buffer = np.empty((self.per_shard, *self.sample_shape), dtype=self.dtype)
-        self._n_in_buffer = 0
+        self._shard: np.memmap | None = None
+        self._n_in_shard = 0
         self.shards: list[dict] = []
         os.makedirs(os.path.join(directory, subdir), exist_ok=True)
 
@@ -45,24 +49,33 @@ class ShardWriter:
         """Store one sample; returns (shard file, row) where it will be found."""
         if sample.shape != self.sample_shape:
             raise ValueError(f"sample shape {sample.shape} != {self.sample_shape}")
-        name, row = self._shard_name, self._n_in_buffer
-        self._buffer[row] = sample
-        self._n_in_buffer += 1
-        if self._n_in_buffer == self.per_shard:
-            self._flush()
+        if self._shard is None:
+            self._shard = np.lib.format.open_memmap(
+                os.path.join(self.directory, self._shard_name), mode="w+", dtype=self.dtype,
+                shape=(self.per_shard, *self.sample_shape))
+        name, row = self._shard_name, self._n_in_shard
+        self._shard[row] = sample
+        self._n_in_shard += 1
+        if self._n_in_shard == self.per_shard:
+            self._finish_shard()
         return name, row
 
-    def _flush(self) -> None:
-        if self._n_in_buffer == 0:
+    def _finish_shard(self) -> None:
+        if self._shard is None:
             return
-        name = self._shard_name
-        np.save(os.path.join(self.directory, name), self._buffer[: self._n_in_buffer])
-        self.shards.append({"file": name, "n": self._n_in_buffer})
-        self._n_in_buffer = 0
+        name, n = self._shard_name, self._n_in_shard
+        path = os.path.join(self.directory, name)
+        self._shard.flush()
+        if n < self.per_shard:  # the header says per_shard rows: rewrite at the true length
+            np.save(f"{path}.part.npy", self._shard[:n])
+            del self._shard
+            os.replace(f"{path}.part.npy", path)
+        self._shard = None
+        self.shards.append({"file": name, "n": n})
+        self._n_in_shard = 0
 
     def close(self) -> list[dict]:
-        self._flush()
-        self._buffer = np.empty((0, *self.sample_shape), dtype=self.dtype)
+        self._finish_shard()
         return self.shards
 
 

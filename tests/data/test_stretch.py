@@ -50,7 +50,7 @@ def test_asinh_per_band_is_background_and_noise_scaled():
     rng = np.random.default_rng(2)
     data = rng.normal(50.0, 2.0, (2, 50, 50)).astype(np.float32)
     data[1] = data[1] * 10 + 300  # another band, another zero point and noise
-    median, noise = background_and_noise(data)
+    [(median, noise)] = background_and_noise([data])
     out = Stretch("asinh", scope="band", softening=2.0)(data)
     expected = np.arcsinh((data[1, 3, 4] - median[1]) / (2.0 * noise[1]))
     assert out[1, 3, 4] == pytest.approx(expected, rel=1e-5)
@@ -64,7 +64,7 @@ def test_asinh_image_scope_keeps_colour_ratios():
     base += np.random.default_rng(3).normal(0, 1, base.shape).astype(np.float32)
     base[:, 15, 15] += np.array([100.0, 200.0, 400.0], dtype=np.float32)
     out = Stretch("asinh", scope="image")(base)
-    median, _ = background_and_noise(base)
+    [(median, _)] = background_and_noise([base])
     centred = base[:, 15, 15] - median
     ratio_in = centred / centred[0]
     ratio_out = out[:, 15, 15] / out[0, 15, 15]

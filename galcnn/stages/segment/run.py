@@ -93,6 +93,7 @@ def segment(model_path: str, inputs: list[str], out_dir: str,
     options.check()
     segmenter = Segmenter.load(model_path, device=options.device, amp=options.amp,
                                pooled=options.tta)
+    segmenter.halo(options.halo)  # a halo too small is fatal, not a per-file problem
     try:
         sources, _, _ = collect_sources(inputs, require_any=True)
     except ValueError as exc:

@@ -1,10 +1,12 @@
 """Probability maps of images of any size, tile by tile, independent of the tiling.
 
 Each tile's core is surrounded by a halo of at least the network's receptive radius, and tile
-corners sit on multiples of the U-Net's down-sampling factor, so every output pixel sees
-exactly the context it would see in one pass over the whole image. Cores are blended into
-their neighbours with linear ramps, which only matters when a user chooses a halo smaller than
-the receptive radius. The recipe's statistics are measured once per image (on the whole image,
+corners sit on multiples of the U-Net's down-sampling factor, so every output pixel of a core
+sees exactly the context it would see in one pass over the whole image. A halo smaller than
+the receptive radius is refused: the maps would depend on the tiling. Cores are blended into
+their neighbours with linear ramps only as far into the halo as the neighbour's predictions
+still had their full context (halo minus receptive radius; a pixel or so by default), so the
+blend never mixes in a prediction made without it. The recipe's statistics are measured once per image (on the whole image,
 or a mosaic of windows of a large one) and applied to every tile. Probabilities are
 accumulated in memory-mapped scratch files for large images, so memory stays bounded.
 """
@@ -79,6 +81,15 @@ class Segmenter:
     def radius(self) -> int:
         return self.predictor.model.net.receptive_radius()
 
+    def halo(self, requested: int | None) -> int:
+        """The context read around each tile: the receptive radius (or ``requested``, which
+        may not be smaller), on the down-sampling grid. Raises SegmentError."""
+        if requested is not None and requested < self.radius:
+            raise SegmentError(f"--halo {requested} is smaller than the U-Net's receptive "
+                               f"radius ({self.radius} px): the maps would depend on the tile "
+                               f"size; give at least {self.radius} or leave --halo out")
+        return _round_up(self.radius if requested is None else requested, self.multiple)
+
 
 def _round_up(value: int, multiple: int) -> int:
     return int(math.ceil(value / multiple) * multiple)
@@ -144,8 +155,8 @@ def probability_maps(planes: ImagePlanes, segmenter: Segmenter, options: Segment
     ny, nx = planes.shape
     m = segmenter.multiple
     tile = _round_up(options.tile, m)
-    halo = _round_up(segmenter.radius if options.halo is None else options.halo, m)
-    blend = min(halo, tile) // 2
+    halo = segmenter.halo(options.halo)
+    blend = min(halo - segmenter.radius, tile // 2)
     recipe = segmenter.card.preprocess
     context = recipe.window_context(statistics_sample(planes))
     probs = scratch_array((len(segmenter.classes), ny, nx), np.float32, scratch_dir, scratch)

@@ -5,10 +5,18 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
+import torch
 from astropy.io import fits
 
-from galcnn.stages.segment import SegmentOptions, segment, tiling
+from galcnn.card import ModelCard
+from galcnn.checkpoint import save_checkpoint
+from galcnn.data.recipe import Preprocess
+from galcnn.data.simulate import simulate_field
+from galcnn.models import create_model
+from galcnn.stages.segment import SegmentError, SegmentOptions, segment, tiling
 
+from helpers import write_fits
 
 
 def test_tile_size_does_not_change_the_result(unet, field_file, tmp_path):
@@ -28,3 +36,54 @@ def test_memory_mapped_scratch_gives_the_same_maps(unet, field_file, tmp_path, m
     np.testing.assert_array_equal(fits.getdata(reference.outputs[0], "PROB"),
                                   fits.getdata(mapped.outputs[0], "PROB"))
     assert not [n for n in os.listdir(tmp_path / "mm") if n.startswith(".galcnn-scratch")]
+
+
+@pytest.fixture(scope="module")
+def sensitive_unet(tmp_path_factory) -> str:
+    """A default-depth (3) three-band U-Net whose convolutions are scaled up, so that its
+    maps depend strongly on far context (as a trained one's do): a seam that mixes in
+    predictions made without the full receptive field shows at the 1e-2 level."""
+    torch.manual_seed(0)
+    args = {"n_bands": 3, "n_classes": 4, "depth": 3, "width": 4}
+    net = create_model("unet", **args)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.mul_(3.0)
+    card = ModelCard(task="segment", classes=["background", "a", "b", "other"], model="unet",
+                     model_args=args, cutout_classes=["a", "b"],
+                     preprocess=Preprocess(bands=("g", "r", "i"), size=(64, 64)))
+    path = str(tmp_path_factory.mktemp("unet") / "sensitive.pt")
+    save_checkpoint(path, card, net.state_dict())
+    return path
+
+
+@pytest.fixture(scope="module")
+def three_band_field(tmp_path_factory) -> str:
+    """A 1024 x 1024 three-band simulated field with a TAN WCS."""
+    rng = np.random.default_rng(1)
+    image, _, _, header = simulate_field((1024, 1024), n_galaxies=30, n_stars=15, rng=rng)
+    cube = np.stack([image, image * 1.3 + rng.normal(size=image.shape), image * 0.7])
+    return write_fits(tmp_path_factory.mktemp("field") / "field3.fits", cube.astype(np.float32),
+                      header=header)
+
+
+def test_tiles_never_change_the_maps_of_a_large_three_band_field(sensitive_unet,
+                                                                  three_band_field, tmp_path):
+    maps = {}
+    for tile in (128, 512):
+        result = segment(sensitive_unet, [three_band_field], str(tmp_path / f"t{tile}"),
+                         SegmentOptions(tile=tile))
+        maps[tile] = fits.getdata(result.outputs[0], "PROB")
+        header = fits.getheader(result.outputs[0])
+        assert header["HALO"] >= header["RECEPT"] and header["BLEND"] == \
+            header["HALO"] - header["RECEPT"]
+    assert maps[128].shape == (4, 1024, 1024)
+    assert np.abs(maps[128] - maps[512]).max() <= 1e-4
+
+
+def test_a_halo_smaller_than_the_receptive_radius_is_refused(sensitive_unet, three_band_field,
+                                                             tmp_path):
+    with pytest.raises(SegmentError, match="smaller than the U-Net's receptive radius"):
+        segment(sensitive_unet, [three_band_field], str(tmp_path / "s"),
+                SegmentOptions(halo=16))
