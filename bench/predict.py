@@ -35,7 +35,7 @@ from galcnn.checkpoint import load_model
 from galcnn.data.dataset import PreparedDataset
 from galcnn.data.inputs import expand_inputs
 from galcnn.inference import as_batch, forward
-from galcnn.runtime import amp_dtype, select_device, usable_cpus
+from galcnn.runtime import amp_dtype, inference_batch_size, select_device, usable_cpus
 from galcnn.stages.predict import PredictOptions, predict
 from galcnn.stages.prepare import PrepareOptions, prepare
 from galcnn.stages.train import TrainOptions, train
@@ -159,15 +159,17 @@ def main() -> None:
     parser.add_argument("--data", default=SHARED_GZ1, help="cutouts to predict")
     parser.add_argument("--model", help="checkpoint or run (default: a 1-epoch model on --data)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="default: predict's own (16 on a CPU, 256 on a GPU)")
     parser.add_argument("--scale", default="1000,100000", help="input counts of the memory runs")
     parser.add_argument("--skip-scale", action="store_true")
     args = parser.parse_args()
     device = select_device(args.device)
+    batch_size = inference_batch_size(args.batch_size, device)
     files = [path for path, _ in expand_inputs([args.data])]
     report: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else
                     f"cpu ({torch.get_num_threads()} threads)", "inputs": len(files),
-                    "batch_size": args.batch_size, "torch": torch.__version__}
+                    "batch_size": batch_size, "torch": torch.__version__}
     with tempfile.TemporaryDirectory(prefix="galcnn-bench-") as tmp:
         model = args.model or quick_model(args.data, tmp, "run")
         read = read_rate(files, usable_cpus())
@@ -175,7 +177,7 @@ def main() -> None:
         result = predict(model, files, os.path.join(tmp, "predictions.csv"),
                          PredictOptions(batch_size=args.batch_size, device=args.device))
         end_to_end = result.n_ok / (time.perf_counter() - start)
-        model_per_s = model_rate(model, files, args.batch_size, device, tmp)
+        model_per_s = model_rate(model, files, batch_size, device, tmp)
         best = limit(read, model_per_s, device.type)
         report.update({"failed": result.n_failed, "read_per_s": round(read, 1),
                        "model_per_s": round(model_per_s, 1), "limit_per_s": round(best, 1),
@@ -186,7 +188,7 @@ def main() -> None:
         if not args.skip_scale:
             small = quick_model(args.data, tmp, "small", width=8)
             report["scale"] = scale(small, files, tmp, [int(n) for n in args.scale.split(",")],
-                                    args.batch_size, args.device)
+                                    batch_size, args.device)
     print(json.dumps(report, indent=2))
 
 

@@ -22,8 +22,10 @@ from galcnn.runtime import amp_dtype, autocast
 __all__ = ["Predictor", "forward", "as_batch", "dataset_logits", "pixel_confusion"]
 
 
-def as_batch(images: np.ndarray, device: torch.device) -> torch.Tensor:
+def as_batch(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
     """float32 ``(n, bands, y, x)`` on ``device``, channels-last; pinned for a GPU copy."""
+    if isinstance(images, torch.Tensor):
+        return images.to(device).float().contiguous(memory_format=torch.channels_last)
     x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     if device.type == "cuda":
         x = x.pin_memory()
@@ -59,7 +61,7 @@ class Predictor:
     def card(self):
         return self.model.card
 
-    def beliefs(self, images: np.ndarray, *, spread: bool = False
+    def beliefs(self, images: np.ndarray | torch.Tensor, *, spread: bool = False
                 ) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated beliefs ``softmax(pooled logits / temperature)`` and the spread.
 

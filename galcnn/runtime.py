@@ -16,6 +16,7 @@ from galcnn.choices import DEVICES
 
 __all__ = ["Distributed", "distributed_from_env", "init_distributed", "close_distributed",
            "select_device", "amp_dtype", "autocast", "usable_cpus", "worker_count",
+           "inference_batch_size",
            "seed_everything", "rng_states", "set_rng_states"]
 
 logger = logging.getLogger("galcnn")
@@ -104,7 +105,9 @@ def worker_count(requested: int | None, *, device: torch.device | None = None,
     With no model in the process (``device`` None: ``prepare``) every usable CPU reads. When
     the model computes on the CPU it keeps one core: one fewer reader, and none at all for
     memory-mapped prepared batches (``decodes_fits=False``), which are cheaper to gather in
-    the process than to pass between processes. A GPU process gets a share of the CPUs.
+    the process than to pass between processes. A GPU process keeps one core of its share of
+    the CPUs and gives the rest to decoding FITS files (the device cannot go faster than they
+    read), or up to 8 to gathering prepared batches.
     """
     if requested is not None:
         return requested
@@ -113,7 +116,17 @@ def worker_count(requested: int | None, *, device: torch.device | None = None,
         return cpus
     if device.type == "cpu":
         return max(1, cpus - 1) if decodes_fits else 0
-    return max(1, min(8, cpus // max(world_size, 1) - 1))
+    share = max(1, cpus // max(world_size, 1) - 1)
+    return share if decodes_fits else min(8, share)
+
+
+def inference_batch_size(requested: int | None, device: torch.device) -> int:
+    """Cutouts per forward pass of a classifier (``requested`` wins when given): 16 on a
+    CPU, where smaller batches stay in cache (pooled GZ1 model, 2 cores: 251 cutouts/s
+    end-to-end at 16 against 210 at 64 and 189 at 128); 256 on a GPU."""
+    if requested is not None:
+        return requested
+    return 256 if device.type == "cuda" else 16
 
 
 def seed_everything(seed: int, epoch: int = 0) -> torch.Generator:

@@ -12,7 +12,8 @@ import os
 import galcnn
 
 ROOT = os.path.dirname(galcnn.__file__)
-CORE = {"card", "checkpoint", "inference", "metrics", "losses", "plots", "runtime", "progress"}
+CORE = {"card", "checkpoint", "inference", "metrics", "losses", "plots", "runtime", "progress",
+        "device_recipe"}
 BASE = {"choices", "errors", ""}
 RANK = {"base": 0, "data": 1, "models": 2, "core": 3, "stages": 4, "cli": 5, "__main__": 6}
 

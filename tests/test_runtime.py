@@ -19,7 +19,8 @@ def test_worker_policy():
     assert worker_count(None) == cpus  # prepare: no model shares the cores
     assert worker_count(None, device=cpu) == max(1, cpus - 1)
     assert worker_count(None, device=cpu, decodes_fits=False) == 0
-    assert worker_count(None, device=gpu, world_size=1) == max(1, min(8, cpus - 1))
+    assert worker_count(None, device=gpu, world_size=1) == max(1, cpus - 1)
+    assert worker_count(None, device=gpu, decodes_fits=False) == max(1, min(8, cpus - 1))
 
 
 def test_devices_and_precision():

@@ -24,7 +24,7 @@ from galcnn.cli.report import class_metrics_table, confusion_table
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Also write the metrics to this JSON file.")
 @device_option
-@batch_size_option(256)
+@batch_size_option(None, "Cutouts per forward pass [default: 16 on a CPU, 256 on a GPU].")
 @workers_option("Reading processes when DATA holds raw cutouts.")
 @add_options(LABEL_OPTIONS)
 @click.option("--classes", callback=parse_list, metavar="A,B,...",

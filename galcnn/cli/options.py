@@ -111,9 +111,9 @@ device_option = click.option(
 no_amp_option = click.option("--no-amp", is_flag=True, help="Full float32 on GPUs.")
 
 
-def batch_size_option(default: int, help: str | None = None):
+def batch_size_option(default: int | None, help: str | None = None):
     return click.option("--batch-size", type=click.IntRange(1), default=default,
-                        show_default=True, help=help)
+                        show_default=default is not None, help=help)
 
 
 def workers_option(help: str, minimum: int = 1):

@@ -30,7 +30,7 @@ from galcnn.cli.options import (batch_size_option, device_option, hdu_option, no
                    "SLURM_ARRAY_TASK_ID/COUNT when set).")
 @click.option("--resume", is_flag=True, help="Continue OUT.partial from an interrupted run.")
 @overwrite_option()
-@batch_size_option(256)
+@batch_size_option(None, "Cutouts per forward pass [default: 16 on a CPU, 256 on a GPU].")
 @device_option
 @no_amp_option
 @workers_option("Reading processes [default: usable CPUs, one left for the model on CPU].")

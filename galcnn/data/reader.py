@@ -57,15 +57,19 @@ class Sample:
 
 
 def read_batch(tasks: list[ReadTask], recipe: Preprocess, *, same_size: bool = False,
-               masks: str = "none", mask_nsigma: float = 2.0) -> list[Sample]:
+               masks: str = "none", mask_nsigma: float = 2.0, raw: bool = False
+               ) -> list[Sample]:
     """Read, check and preprocess sources, one :class:`Sample` each (see
     :meth:`Preprocess.problem` for ``same_size``); ``masks`` is ``none``, ``auto`` or
-    ``hdu:NAME``. The stretch statistics of the batch are measured together."""
+    ``hdu:NAME``. The stretch statistics of the batch are measured together. ``raw``: the
+    images as read (float32, NaN for bad pixels), for the recipe to run on a device."""
     samples, images, usable = [], [], []
     for task in tasks:
         sample, data = _read_and_check(task, recipe, same_size, masks, mask_nsigma)
         samples.append(sample)
-        if data is not None:
+        if data is not None and raw:
+            sample.images, sample.transforms = [data], ["identity"]
+        elif data is not None:
             images.append(data)
             usable.append((task, sample))
     for (task, sample), normalised in zip(usable, _normalised(recipe, images, usable)):

@@ -24,7 +24,7 @@ from galcnn.errors import GalcnnError
 from galcnn.inference import as_batch, dataset_logits, forward
 from galcnn.metrics import classification_metrics, expected_calibration_error, softmax
 from galcnn.models import GroupPooled
-from galcnn.runtime import amp_dtype, select_device, worker_count
+from galcnn.runtime import amp_dtype, inference_batch_size, select_device, worker_count
 
 __all__ = ["evaluate", "EvaluateResult", "EvaluateError"]
 
@@ -46,7 +46,7 @@ class EvaluateResult:
 
 
 def evaluate(model_path: str, data: str, *, split: str = "all", device: str = "auto",
-             tta: bool = True, batch_size: int = 256, workers: int | None = None,
+             tta: bool = True, batch_size: int | None = None, workers: int | None = None,
              labels: str | None = None, id_column: str | None = None,
              label_column: str | None = None, where: dict[str, str] | None = None,
              classes: list[str] | None = None, band_pattern: str | None = None,
@@ -66,6 +66,7 @@ def evaluate(model_path: str, data: str, *, split: str = "all", device: str = "a
     if not tta:
         model = GroupPooled(model.net)
     dtype = amp_dtype(torch_device)
+    batch_size = inference_batch_size(batch_size, torch_device)
     if is_prepared_dataset(data):
         logits, label_index, files, unknown = _prepared(model, card, data, split, classes,
                                                         torch_device, dtype, batch_size)
@@ -141,7 +142,7 @@ def _raw(model, classes, chosen, recipe, data, device, dtype, batch_size, worker
         batch.clear()
 
     tasks = [ReadTask(i, s) for i, s in enumerate(known)]
-    for sample in read_samples(tasks, recipe, workers=workers, chunk=max(64, batch_size)):
+    for sample in read_samples(tasks, recipe, workers=workers, chunk=max(256, batch_size)):
         source = known[sample.index]
         if sample.problem:
             failures.append((source.path_text, sample.problem))

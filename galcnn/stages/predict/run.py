@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+import torch
 
 from galcnn.checkpoint import file_checksum, load_model
 from galcnn.choices import TABLE_FORMATS
@@ -25,9 +26,10 @@ from galcnn.data.atomic import make_parent
 from galcnn.data.inputs import collect_sources
 from galcnn.data.reader import ReadTask, read_samples
 from galcnn.data.shards import in_shard
+from galcnn.device_recipe import DeviceRecipe
 from galcnn.errors import GalcnnError
 from galcnn.inference import Predictor
-from galcnn.runtime import select_device, worker_count
+from galcnn.runtime import inference_batch_size, select_device, worker_count
 from galcnn.stages.predict.table import (columns_for, count_rows, done_files, finish_table,
                                          format_row)
 
@@ -42,7 +44,8 @@ class PredictError(GalcnnError):
 
 @dataclass
 class PredictOptions:
-    batch_size: int = 256
+    batch_size: int | None = None
+    """None: :func:`galcnn.runtime.inference_batch_size`."""
     tta: bool = False
     """Add the spread of beliefs across the group's copies (the beliefs do not change)."""
     mc_dropout: int = 0
@@ -50,6 +53,9 @@ class PredictOptions:
     workers: int | None = None
     amp: bool = True
     format: str = "csv"
+    device_stretch: bool | None = None
+    """Run the recipe on the device, reading workers only decoding; None: on a GPU, for the
+    recipes it supports (:class:`galcnn.device_recipe.DeviceRecipe`)."""
 
 
 @dataclass
@@ -81,6 +87,7 @@ def predict(model_path: str, inputs: list[str], out_path: str,
     if card.task != "classify":
         raise PredictError(f"{model_path}: a {card.task} model; use 'galcnn segment'")
     predictor = Predictor(model, device, amp=options.amp, mc_dropout=options.mc_dropout)
+    batch_size = inference_batch_size(options.batch_size, device)
     classes, columns = card.classes, columns_for(card.classes)
     overrides = {"hdu": hdu, "band_pattern": band_pattern, "bands": bands}
     recipe = replace(card.preprocess, **{k: v for k, v in overrides.items() if v is not None})
@@ -114,6 +121,9 @@ def predict(model_path: str, inputs: list[str], out_path: str,
                                                else ""))
 
     workers = worker_count(options.workers, device=device)
+    on_device = (device.type == "cuda" if options.device_stretch is None
+                 else options.device_stretch) and DeviceRecipe.supports(recipe)
+    to_inputs = _device_inputs(DeviceRecipe(recipe, device)) if on_device else np.stack
     make_parent(out_path)
     n_ok = 0
     failures: list[tuple[str, str]] = []
@@ -133,8 +143,8 @@ def predict(model_path: str, inputs: list[str], out_path: str,
             nonlocal n_ok
             if not batch:
                 return
-            probs, spread = predictor.beliefs(np.stack([s.image for _, s in batch]),
-                                              spread=options.tta)
+            probs, spread = _beliefs(predictor, to_inputs, [s.image for _, s in batch],
+                                     options.tta)
             for (source, sample), p, s in zip(batch, probs, spread):
                 writer.writerow(format_row(source.id, source.path_text, sample.hdu, sample.ra,
                                            sample.dec, classes, p, s))
@@ -145,8 +155,8 @@ def predict(model_path: str, inputs: list[str], out_path: str,
             batch.clear()
 
         tasks = [ReadTask(i, s) for i, s in enumerate(todo)]
-        for sample in read_samples(tasks, recipe, workers=workers,
-                                   chunk=max(64, options.batch_size)):
+        for sample in read_samples(tasks, recipe, workers=workers, raw=on_device,
+                                   chunk=max(256, batch_size)):
             source = todo[sample.index]
             if sample.problem:
                 flush_batch()  # keep rows in input order
@@ -157,7 +167,7 @@ def predict(model_path: str, inputs: list[str], out_path: str,
                     advance(1)
                 continue
             batch.append((source, sample))
-            if len(batch) >= options.batch_size:
+            if len(batch) >= batch_size:
                 flush_batch()
         flush_batch()
         handle.flush()
@@ -166,3 +176,35 @@ def predict(model_path: str, inputs: list[str], out_path: str,
     return PredictResult(out_path=out_path, n_rows=n_ok + len(failures) + n_skipped, n_ok=n_ok,
                          n_failed=len(failures), n_skipped_resume=n_skipped,
                          elapsed_s=time.monotonic() - started, failures=failures)
+
+
+def _device_inputs(recipe: DeviceRecipe):
+    """Raw images -> network inputs on the device: pinned, copied without blocking, and
+    preprocessed in one batch per image shape. Returns a list of ``(positions, inputs)``."""
+    def inputs(raws: list[np.ndarray]) -> list[tuple[list[int], torch.Tensor]]:
+        by_shape: dict[tuple, list[int]] = {}
+        for position, raw in enumerate(raws):
+            by_shape.setdefault(raw.shape, []).append(position)
+        groups = []
+        for positions in by_shape.values():
+            batch = torch.from_numpy(np.stack([raws[p] for p in positions]))
+            if recipe.device.type == "cuda":
+                batch = batch.pin_memory()
+            groups.append((positions, recipe(batch)))
+        return groups
+
+    return inputs
+
+
+def _beliefs(predictor: Predictor, to_inputs, images: list[np.ndarray], spread: bool
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Beliefs and spreads of a batch, in its order, whether inputs are prepared on the CPU
+    (one array) or on the device (one tensor per image shape)."""
+    inputs = to_inputs(images)
+    if not isinstance(inputs, list):
+        return predictor.beliefs(inputs, spread=spread)
+    probs = np.zeros((len(images), len(predictor.card.classes)), dtype=np.float32)
+    spreads = np.zeros(len(images), dtype=np.float32)
+    for positions, x in inputs:
+        probs[positions], spreads[positions] = predictor.beliefs(x, spread=spread)
+    return probs, spreads
