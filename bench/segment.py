@@ -37,8 +37,8 @@ from skimage import measure
 from galcnn.checkpoint import load_model
 from galcnn.data.masks import detect
 from galcnn.stages.prepare import PrepareOptions, prepare
-from galcnn.runtime import amp_dtype, autocast, select_device
-from galcnn.stages.segment import SegmentOptions, segment
+from galcnn.runtime import select_device
+from galcnn.stages.segment import Segmenter, SegmentOptions, segment
 from galcnn.data.simulate import CLASSES, simulate_cutout, simulate_field, write_cutout
 from galcnn.stages.train import TrainOptions, train
 
@@ -173,29 +173,27 @@ def end_to_end(run: str, path: str, out: str, tile: int, device: str, batch: int
 
 def forward_only(run: str, shape: tuple[int, int], tile: int, device_name: str,
                  batch: int) -> float:
-    """Seconds of the forward passes of the model segment runs (the U-Net pooled over its
-    symmetry group) over the same number of tiles, in memory."""
-    device = select_device(device_name)
-    model = load_model(run, device)
-    net = model.net
-    multiple = net.multiple
-    tile = -(-tile // multiple) * multiple
-    halo = -(-net.receptive_radius() // multiple) * multiple
+    """Seconds of the forward passes of exactly what segment runs (the U-Net pooled over its
+    symmetry group, through its Predictor: device, layout, precision) over the same number
+    and size of tiles, already in memory."""
+    segmenter = Segmenter.load(run, device=device_name)
+    tile = -(-tile // segmenter.multiple) * segmenter.multiple
+    halo = segmenter.halo(None)
     n_tiles = (-(-shape[0] // tile)) * (-(-shape[1] // tile))
-    x = torch.randn(batch, 1, tile + 2 * halo, tile + 2 * halo, device=device)
-    dtype = amp_dtype(device, True)
-    with torch.inference_mode(), autocast(device, dtype):
-        model(x[:1])
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        done = 0
-        while done < n_tiles:
-            n = min(batch, n_tiles - done)
-            model(x[:n]).float().softmax(1).cpu()
-            done += n
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+    n_bands = segmenter.card.preprocess.n_bands
+    x = np.random.default_rng(0).normal(
+        size=(batch, n_bands, tile + 2 * halo, tile + 2 * halo)).astype(np.float32)
+    segmenter.predictor.pixel_probabilities(x[:1])
+    if segmenter.predictor.device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    done = 0
+    while done < n_tiles:
+        n = min(batch, n_tiles - done)
+        segmenter.predictor.pixel_probabilities(x[:n])
+        done += n
+    if segmenter.predictor.device.type == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - started
 
 

@@ -19,7 +19,7 @@ from galcnn.cli.options import (batch_size_option, device_option, hdu_option, no
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False),
               help="Directory for <name>.seg.fits, <name>.cat.csv and segment.csv (created).")
 @hdu_option("Image HDU to segment [default: every image HDU of each file].")
-@click.option("--tile", type=click.IntRange(8), default=256, show_default=True,
+@click.option("--tile", type=click.IntRange(8), default=512, show_default=True,
               help="Core tile size in pixels (memory per tile; the result does not depend "
                    "on it).")
 @click.option("--halo", type=click.IntRange(0), default=None,
@@ -39,7 +39,7 @@ from galcnn.cli.options import (batch_size_option, device_option, hdu_option, no
 @click.option("--overlay", is_flag=True, help="Also write <name>.png: image, outlines, boxes.")
 @overwrite_option("Redo inputs whose output exists [default: skip them, so a run can "
                   "resume].")
-@batch_size_option(8, "Tiles per forward pass.")
+@batch_size_option(None, "Tiles per forward pass [default: 1 on a CPU, 8 on a GPU].")
 @device_option
 @no_amp_option
 def command(model, inputs, out_dir, hdu, tile, halo, threshold, min_area, watershed, tta,

@@ -23,6 +23,7 @@ from galcnn.data.geometry import rotate_to_size
 from galcnn.data.inputs import Source
 from galcnn.data.masks import cutout_mask
 from galcnn.data.recipe import Preprocess
+from galcnn.data.writer import store_samples
 
 __all__ = ["ReadTask", "Sample", "read_batch", "read_sample", "read_samples"]
 
@@ -44,6 +45,9 @@ class Sample:
     images: list[np.ndarray] = field(default_factory=list)
     transforms: list[str] = field(default_factory=list)
     masks: list[np.ndarray] = field(default_factory=list)
+    stored: list[tuple[str, int]] = field(default_factory=list)
+    """Where ``images`` were written instead (shard file, row), when the reader stores them."""
+    stored_masks: list[tuple[str, int]] = field(default_factory=list)
     hdu: int = -1
     ra: float = float("nan")
     dec: float = float("nan")
@@ -57,12 +61,14 @@ class Sample:
 
 
 def read_batch(tasks: list[ReadTask], recipe: Preprocess, *, same_size: bool = False,
-               masks: str = "none", mask_nsigma: float = 2.0, raw: bool = False
-               ) -> list[Sample]:
+               masks: str = "none", mask_nsigma: float = 2.0, raw: bool = False,
+               store: str | None = None) -> list[Sample]:
     """Read, check and preprocess sources, one :class:`Sample` each (see
     :meth:`Preprocess.problem` for ``same_size``); ``masks`` is ``none``, ``auto`` or
     ``hdu:NAME``. The stretch statistics of the batch are measured together. ``raw``: the
-    images as read (float32, NaN for bad pixels), for the recipe to run on a device."""
+    images as read (float32, NaN for bad pixels), for the recipe to run on a device.
+    ``store``: write the batch's images into a shard of that prepared-dataset directory
+    (:func:`galcnn.data.writer.store_samples`), so that only their places travel back."""
     samples, images, usable = [], [], []
     for task in tasks:
         sample, data = _read_and_check(task, recipe, same_size, masks, mask_nsigma)
@@ -80,6 +86,9 @@ def read_batch(tasks: list[ReadTask], recipe: Preprocess, *, same_size: bool = F
         except Exception as exc:  # one odd file must never stop a batch
             sample.problem = f"could not be prepared ({type(exc).__name__}: {exc})"
             sample.masks = []
+    if store and tasks:
+        store_samples([s for s in samples if not s.problem], store,
+                      f"shard-{tasks[0].index:09d}.npy")
     return samples
 
 

@@ -16,9 +16,26 @@ from galcnn.data.atomic import (make_parent, replace_directory, temporary_path, 
 from galcnn.data.dataset import (FORMAT_NAME, FORMAT_VERSION, IMAGES_DIR, MANIFEST_COLUMNS,
                                  MASKS_DIR)
 from galcnn.data.inputs import Source
-from galcnn.data.reader import Sample
 
-__all__ = ["ShardWriter", "DatasetWriter"]
+__all__ = ["ShardWriter", "DatasetWriter", "store_samples"]
+
+
+def store_samples(samples: list, directory: str, name: str) -> None:
+    """Write the images (and masks) of reader samples into one shard ``name`` of a prepared
+    directory; each sample keeps where its images went (``stored``, ``stored_masks``)
+    instead of the arrays. How reading workers hand a batch over without sending it."""
+    kinds = (("images", "stored", IMAGES_DIR), ("masks", "stored_masks", MASKS_DIR))
+    for attribute, places, subdir in kinds:
+        arrays = [array for sample in samples for array in getattr(sample, attribute)]
+        if not arrays:
+            continue
+        np.save(os.path.join(directory, subdir, name), np.stack(arrays))
+        row = 0
+        for sample in samples:
+            count = len(getattr(sample, attribute))
+            setattr(sample, places, [(f"{subdir}/{name}", row + i) for i in range(count)])
+            setattr(sample, attribute, [])
+            row += count
 
 
 class ShardWriter:
@@ -97,6 +114,7 @@ class DatasetWriter:
         self.masks = (ShardWriter(self.tmp_dir, sample_shape[1:], "uint8", subdir=MASKS_DIR)
                       if masks else None)
         self.rows: list[dict] = []
+        self._stored: dict[str, dict[str, int]] = {IMAGES_DIR: {}, MASKS_DIR: {}}
 
     def __enter__(self) -> "DatasetWriter":
         return self
@@ -104,13 +122,18 @@ class DatasetWriter:
     def __exit__(self, *exc_info) -> None:
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
-    def add(self, source: Source, sample: Sample, *, label: str = "", label_index: int = -1,
+    def add(self, source: Source, sample, *, label: str = "", label_index: int = -1,
             split: str = "unlabelled") -> None:
-        """Store every image (and mask) of one source's sample, one manifest row each."""
-        for position, (image, transform) in enumerate(zip(sample.images, sample.transforms)):
-            shard, row = self.images.add(image)
-            mask_shard, mask_row = (self.masks.add(sample.masks[position]) if self.masks
-                                    else ("", ""))
+        """One manifest row per image of a reader sample, storing its images (and masks)
+        unless the reader already did."""
+        places = sample.stored or [self.images.add(image) for image in sample.images]
+        mask_places = (sample.stored_masks or [self.masks.add(m) for m in sample.masks]
+                       if self.masks else [("", "")] * len(places))
+        for kind, stored in ((IMAGES_DIR, sample.stored), (MASKS_DIR, sample.stored_masks)):
+            for shard, _ in stored:
+                self._stored[kind][shard] = self._stored[kind].get(shard, 0) + 1
+        for (shard, row), (mask_shard, mask_row), transform in zip(places, mask_places,
+                                                                   sample.transforms):
             self.rows.append({"index": len(self.rows), "id": source.id,
                               "file": source.path_text, "hdu": sample.hdu, "label": label,
                               "label_index": label_index, "split": split,
@@ -119,14 +142,20 @@ class DatasetWriter:
                               "n_bad": sample.n_bad, "mask_shard": mask_shard,
                               "mask_row": mask_row})
 
+    def _shards(self, writer: ShardWriter, kind: str) -> list[dict]:
+        """Every shard with its row count: those written here, then those readers stored."""
+        return writer.close() + [{"file": name, "n": n}
+                                 for name, n in sorted(self._stored[kind].items())]
+
     def commit(self, metadata: dict, *, failures: list[tuple[str, str]],
                lists: dict[str, list[str]]) -> None:
         """Write the manifest, ``metadata.json``, ``failed.csv`` and the non-empty ``lists``
         (file name -> lines), then move the directory into place."""
         metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **metadata,
-                    "shards": self.images.close()}
+                    "shards": self._shards(self.images, IMAGES_DIR)}
         if self.masks:
-            metadata["masks"] = {**metadata.get("masks", {}), "shards": self.masks.close()}
+            metadata["masks"] = {**metadata.get("masks", {}),
+                                 "shards": self._shards(self.masks, MASKS_DIR)}
         write_csv(os.path.join(self.tmp_dir, "manifest.csv"), MANIFEST_COLUMNS, self.rows)
         write_csv(os.path.join(self.tmp_dir, "failed.csv"), ["file", "problem"], failures)
         for name, lines in lists.items():

@@ -180,7 +180,7 @@ def prepare(inputs: list[str], out_dir: str, *, options: PrepareOptions | None =
     advance = progress(len(tasks)) if progress else None
     with DatasetWriter(out_dir, (n_bands, *recipe.size), recipe.dtype,
                        masks=options.masks != "none", overwrite=overwrite) as writer:
-        for sample in read_samples(tasks, recipe, workers=workers,
+        for sample in read_samples(tasks, recipe, workers=workers, store=writer.tmp_dir,
                                    same_size=options.preprocess.size is None,
                                    masks=options.masks, mask_nsigma=options.mask_nsigma):
             source = used[sample.index]
@@ -191,7 +191,7 @@ def prepare(inputs: list[str], out_dir: str, *, options: PrepareOptions | None =
                 continue
             label = label_map[source] if label_map is not None else ""
             n_bad_pixels += sample.n_bad
-            counts[splits[source]][label or "unlabelled"] += len(sample.images)
+            counts[splits[source]][label or "unlabelled"] += len(sample.transforms)
             writer.add(source, sample, label=label, label_index=class_index.get(label, -1),
                        split=splits[source])
         if not writer.rows:

@@ -8,9 +8,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS, FITSFixedWarning
-from skimage import measure
 
-from galcnn.data.fitsio import ImagePlanes
 from galcnn.stages.segment.objects import ROWS
 
 __all__ = ["CATALOGUE_COLUMNS", "catalogue", "celestial_wcs"]
@@ -20,51 +18,54 @@ CATALOGUE_COLUMNS = ("id", "x", "y", "ra", "dec", "area", "bbox_xmin", "bbox_ymi
                      "bbox_xmax", "bbox_ymax", "flux", "predicted")
 
 
-def catalogue(labels: np.ndarray, probs: np.ndarray, planes: ImagePlanes, classes: list[str],
-              header: fits.Header, background: np.ndarray | None = None) -> Table:
-    """One row per object of ``labels``: centroid, RA/Dec, area, box, background-subtracted
-    flux, and beliefs averaged over the object's pixels."""
-    n = int(labels.max())
-    regions = measure.regionprops(labels)
-    flux = np.zeros(n + 1)
+def catalogue(labels: np.ndarray, probs: np.ndarray, flux: np.ndarray, classes: list[str],
+              header: fits.Header) -> Table:
+    """One row per object of ``labels``: centroid, RA/Dec, area, box, flux (the sum of
+    ``flux``, the background-subtracted band sum, over its pixels) and beliefs averaged over
+    its pixels. Every map is walked in strips of rows (they may be memory-mapped), and the
+    image itself is not read again."""
+    n = int(max(int(np.asarray(labels[start:start + ROWS]).max(initial=0))
+                for start in range(0, labels.shape[0], ROWS)))
+    sums = {key: np.zeros(n + 1) for key in ("area", "y", "x", "flux")}
     beliefs = np.zeros((len(classes), n + 1))
-    ny = labels.shape[0]
-    for start in range(0, ny, ROWS):
-        stop = min(start + ROWS, ny)
-        block = labels[start:stop].ravel()
-        data = planes.window(start, stop, 0, labels.shape[1])
-        if background is not None:
-            data = data - np.asarray(background, dtype=np.float32)[:, None, None]
-        flux += np.bincount(block, weights=np.nan_to_num(data.sum(0)).ravel(), minlength=n + 1)
+    low = np.full((2, n + 1), np.iinfo(np.int64).max)
+    high = np.full((2, n + 1), -1)
+    width = labels.shape[1]
+    for start in range(0, labels.shape[0], ROWS):
+        block = np.asarray(labels[start:start + ROWS])
+        flat = block.ravel()
+        ys, xs = np.divmod(np.arange(flat.size), width)
+        ys = ys + start
+        sums["area"] += np.bincount(flat, minlength=n + 1)
+        sums["y"] += np.bincount(flat, weights=ys, minlength=n + 1)
+        sums["x"] += np.bincount(flat, weights=xs, minlength=n + 1)
+        sums["flux"] += np.bincount(flat, weights=np.asarray(flux[start:start + ROWS],
+                                                             dtype=np.float64).ravel(),
+                                    minlength=n + 1)
         for c in range(len(classes)):
-            beliefs[c] += np.bincount(block, weights=np.asarray(probs[c, start:stop]).ravel(),
-                                      minlength=n + 1)
-    area = np.bincount(labels.ravel(), minlength=n + 1).astype(np.float64)
-    beliefs = beliefs / np.maximum(area, 1)[None]
-    columns: dict[str, list] = {name: [] for name in CATALOGUE_COLUMNS}
-    for region in regions:
-        i = region.label
-        y, x = region.centroid
-        ymin, xmin, ymax, xmax = region.bbox
-        columns["id"].append(i)
-        columns["x"].append(float(x))
-        columns["y"].append(float(y))
-        columns["area"].append(int(region.area))
-        columns["bbox_xmin"].append(xmin)
-        columns["bbox_ymin"].append(ymin)
-        columns["bbox_xmax"].append(xmax - 1)
-        columns["bbox_ymax"].append(ymax - 1)
-        columns["flux"].append(float(flux[i]))
-        columns["predicted"].append(classes[1 + int(np.argmax(beliefs[1:, i]))])
-    ra, dec = _sky(header, np.array(columns["x"]), np.array(columns["y"]))
-    columns["ra"], columns["dec"] = list(ra), list(dec)
-    table = Table({k: columns[k] for k in CATALOGUE_COLUMNS})
-    if not len(table):
-        table = Table(names=CATALOGUE_COLUMNS,
-                      dtype=("i4", "f8", "f8", "f8", "f8", "i8", "i8", "i8", "i8", "i8", "f8",
-                             "U32"))
+            beliefs[c] += np.bincount(flat, weights=np.asarray(probs[c, start:start + ROWS])
+                                      .ravel(), minlength=n + 1)
+        inside = flat > 0
+        for axis, coordinate in enumerate((ys, xs)):
+            np.minimum.at(low[axis], flat[inside], coordinate[inside])
+            np.maximum.at(high[axis], flat[inside], coordinate[inside])
+    ids = np.arange(1, n + 1)
+    area = sums["area"][ids]
+    table = Table()
+    table["id"] = ids.astype(np.int32)
+    table["x"] = sums["x"][ids] / np.maximum(area, 1)
+    table["y"] = sums["y"][ids] / np.maximum(area, 1)
+    ra, dec = _sky(header, np.asarray(table["x"]), np.asarray(table["y"]))
+    table["ra"], table["dec"] = ra, dec
+    table["area"] = area.astype(np.int64)
+    table["bbox_xmin"], table["bbox_ymin"] = low[1][ids], low[0][ids]
+    table["bbox_xmax"], table["bbox_ymax"] = high[1][ids], high[0][ids]
+    table["flux"] = sums["flux"][ids]
+    mean_beliefs = beliefs[:, ids] / np.maximum(area, 1)[None]
+    table["predicted"] = np.array([classes[1 + int(i)] for i in
+                                   mean_beliefs[1:].argmax(0)] if n else [], dtype="U32")
     for c, name in enumerate(classes[1:], start=1):
-        table[f"p_{name}"] = [float(beliefs[c, region.label]) for region in regions]
+        table[f"p_{name}"] = mean_beliefs[c]
     return table
 
 

@@ -16,11 +16,15 @@ class SegmentError(GalcnnError):
 
 @dataclass
 class SegmentOptions:
-    tile: int = 256
-    """Core tile size in pixels (rounded up to the U-Net's down-sampling factor)."""
+    tile: int = 512
+    """Core tile size in pixels (rounded up to the U-Net's down-sampling factor). Measured on
+    2 CPU cores (1024 px field, depth-3 U-Net pooled over D4): 512 gave 0.18 Mpix/s, 256 gave
+    0.12 (more halo per pixel), 1024 0.15."""
     halo: int | None = None
     """Context on each side; None: the receptive radius (exact, tile-size independent)."""
-    batch_size: int = 8
+    batch_size: int | None = None
+    """Tiles per forward pass; None: 1 on a CPU (measured: 0.18 Mpix/s against 0.16 with 2
+    and less memory), 8 on a GPU (not measured here)."""
     threshold: float | None = None
     """A pixel is foreground when 1 - p(background) >= threshold; None: the arg-max class."""
     min_area: int = 5
@@ -33,6 +37,11 @@ class SegmentOptions:
     overwrite: bool = False
     device: str = "auto"
     amp: bool = True
+
+    def tiles_per_pass(self, device_type: str) -> int:
+        if self.batch_size is not None:
+            return self.batch_size
+        return 8 if device_type == "cuda" else 1
 
     def check(self) -> None:
         if self.tile < 8:

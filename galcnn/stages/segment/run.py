@@ -14,15 +14,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from galcnn import __version__
 from galcnn.data.atomic import make_directory
 from galcnn.data.fitsio import FitsReadError, ImagePlanes, image_hdus
 from galcnn.data.inputs import collect_sources
 from galcnn.stages.segment.catalogue import catalogue
-from galcnn.stages.segment.objects import class_mask, label_objects
+from galcnn.stages.segment.objects import ROWS, class_mask, label_objects
 from galcnn.stages.segment.options import SegmentError, SegmentOptions
 from galcnn.stages.segment.output import write_catalogue, write_maps, write_overlay
-from galcnn.stages.segment.tiling import Segmenter, probability_maps
+from galcnn.stages.segment.tiling import Segmenter, probability_maps, scratch_array
 
 __all__ = ["SegmentResult", "segment", "segment_image", "LOG_COLUMNS"]
 
@@ -59,13 +61,18 @@ def segment_image(planes: ImagePlanes, segmenter: Segmenter, options: SegmentOpt
         if planes.n_bands != n_bands:
             raise FitsReadError(planes.path, f"HDU {planes.index} has {planes.n_bands} band(s); "
                                 f"the model needs {n_bands}")
-        probs, coverage, info = probability_maps(planes, segmenter, options, directory, scratch)
-        mask = class_mask(probs, options.threshold)
-        labels = label_objects(mask, options.min_area, options.watershed)
-        mask[labels == 0] = 0
+        probs, coverage, flux, info = probability_maps(planes, segmenter, options, directory,
+                                                       scratch)
+        shape = planes.shape
+        mask = class_mask(probs, options.threshold,
+                          scratch_array(shape, np.int16, directory, scratch))
+        labels = label_objects(mask, scratch_array(shape, np.int32, directory, scratch),
+                               min_area=options.min_area, watershed=options.watershed)
+        for start in range(0, shape[0], ROWS):  # pixels of dropped objects are background
+            block = slice(start, start + ROWS)
+            mask[block] = np.where(labels[block] == 0, 0, mask[block])
         statistics = info["stretch"]
-        table = catalogue(labels, probs, planes, segmenter.classes, planes.header,
-                          statistics.get("median"))
+        table = catalogue(labels, probs, flux, segmenter.classes, planes.header)
         table.meta.update({"galcnn": __version__, "model_sha256": segmenter.checksum,
                            "source": source, "hdu": planes.index})
         write_maps(f"{stem}.seg.fits", planes.header, probs, mask, labels, coverage, segmenter,

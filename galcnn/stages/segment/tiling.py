@@ -150,18 +150,26 @@ def scratch_array(shape: tuple[int, ...], dtype, directory: str, stack: list) ->
 
 
 def probability_maps(planes: ImagePlanes, segmenter: Segmenter, options: SegmentOptions,
-                     scratch_dir: str, scratch: list) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Class probabilities ``(classes, y, x)``, coverage, and how they were made."""
+                     scratch_dir: str, scratch: list
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Class probabilities ``(classes, y, x)``, coverage (tiles per pixel), the flux plane
+    (background-subtracted sum of the bands, for the catalogue, so that the image is read
+    only once), and how they were made. Large maps live in memory-mapped scratch files."""
     ny, nx = planes.shape
     m = segmenter.multiple
     tile = _round_up(options.tile, m)
+    per_pass = options.tiles_per_pass(segmenter.predictor.device.type)
     halo = segmenter.halo(options.halo)
     blend = min(halo - segmenter.radius, tile // 2)
     recipe = segmenter.card.preprocess
     context = recipe.window_context(statistics_sample(planes))
     probs = scratch_array((len(segmenter.classes), ny, nx), np.float32, scratch_dir, scratch)
     weights = scratch_array((ny, nx), np.float32, scratch_dir, scratch)
-    coverage = np.zeros((ny, nx), dtype=np.int16)
+    coverage = scratch_array((ny, nx), np.int16, scratch_dir, scratch)
+    flux = scratch_array((ny, nx), np.float32, scratch_dir, scratch)
+    median = context.statistics.get("median")
+    background = (np.asarray(median, dtype=np.float32)[:, None, None] if median is not None
+                  else np.zeros((planes.n_bands, 1, 1), np.float32))
     size = tile + 2 * halo
     ramp = _ramp(size, tile, blend)
     window_weight = ramp[:, None] * ramp[None, :]
@@ -181,8 +189,11 @@ def probability_maps(planes: ImagePlanes, segmenter: Segmenter, options: Segment
     for y0, x0 in tile_grid((ny, nx), tile):
         window = _padded_window(planes, y0 - halo, y0 + tile + halo, x0 - halo,
                                 x0 + tile + halo)
+        core = window[:, halo:halo + min(tile, ny - y0), halo:halo + min(tile, nx - x0)]
+        flux[y0:y0 + core.shape[1], x0:x0 + core.shape[2]] = \
+            np.nan_to_num((core - background).sum(axis=0))
         batch.append((y0, x0, recipe.apply_window(window, context)))
-        if len(batch) == options.batch_size:
+        if len(batch) == per_pass:
             run(batch)
             batch = []
     if batch:
@@ -191,4 +202,4 @@ def probability_maps(planes: ImagePlanes, segmenter: Segmenter, options: Segment
         rows = slice(start, min(start + 512, ny))
         probs[:, rows] /= np.maximum(weights[rows], 1e-12)
     info = {"tile": tile, "halo": halo, "blend": blend, "stretch": context.statistics}
-    return probs, coverage, info
+    return probs, coverage, flux, info

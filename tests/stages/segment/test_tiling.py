@@ -29,13 +29,27 @@ def test_tile_size_does_not_change_the_result(unet, field_file, tmp_path):
                                   fits.getdata(large.outputs[0], "LABELS"))
 
 
-def test_memory_mapped_scratch_gives_the_same_maps(unet, field_file, tmp_path, monkeypatch):
+def test_out_of_core_maps_give_the_same_products(unet, field_file, tmp_path, monkeypatch):
+    """With every map memory-mapped (probabilities, mask, labels, coverage, flux), all
+    products are those of the in-memory run, and no scratch file is left."""
     reference = segment(unet, [field_file], str(tmp_path / "ram"), SegmentOptions(tile=64))
     monkeypatch.setattr(tiling, "IN_MEMORY_BYTES", 1024)
     mapped = segment(unet, [field_file], str(tmp_path / "mm"), SegmentOptions(tile=64))
-    np.testing.assert_array_equal(fits.getdata(reference.outputs[0], "PROB"),
-                                  fits.getdata(mapped.outputs[0], "PROB"))
+    for name in ("PROB", "MASK", "LABELS", "COVERAGE"):
+        np.testing.assert_array_equal(fits.getdata(reference.outputs[0], name),
+                                      fits.getdata(mapped.outputs[0], name))
+    assert open(tmp_path / "ram" / "field.cat.csv").read() == \
+        open(tmp_path / "mm" / "field.cat.csv").read()
     assert not [n for n in os.listdir(tmp_path / "mm") if n.startswith(".galcnn-scratch")]
+
+
+def test_large_scratch_arrays_are_memory_mapped(tmp_path, monkeypatch):
+    monkeypatch.setattr(tiling, "IN_MEMORY_BYTES", 1000)
+    created: list[str] = []
+    small = tiling.scratch_array((10, 10), np.int16, str(tmp_path), created)
+    large = tiling.scratch_array((100, 100), np.int32, str(tmp_path), created)
+    assert not isinstance(small, np.memmap) and isinstance(large, np.memmap)
+    assert len(created) == 1 and os.path.getsize(created[0]) == 100 * 100 * 4
 
 
 @pytest.fixture(scope="module")
