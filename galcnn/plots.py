@@ -25,28 +25,41 @@ def save_figure(fig, path: str) -> None:
     pyplot().close(fig)
 
 
-def plot_learning_curves(history: list[dict], path: str) -> None:
-    """Loss and accuracy/macro-F1 (mean IoU for a U-Net) per epoch, training beside validation."""
+def plot_learning_curves(history: list[dict], path: str, *, best_epoch: int | None = None,
+                         loss_name: str = "cross-entropy"):
+    """Loss and accuracy/macro-F1 (mean IoU for a U-Net) per epoch, the training split beside
+    the validation split, the best epoch marked; returns the (closed) figure."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = pyplot()
     epochs = [row["epoch"] for row in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(epochs, [r["train_loss"] for r in history], label="train")
-    left.plot(epochs, [r["val_loss"] for r in history], label="validation")
-    left.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
-    right.plot(epochs, [r["train_accuracy"] for r in history], label="train accuracy")
-    right.plot(epochs, [r["val_accuracy"] for r in history], label="validation accuracy")
+    left.plot(epochs, [r["train_loss"] for r in history], marker=".", label="training split")
+    left.plot(epochs, [r["val_loss"] for r in history], marker=".", label="validation split")
+    left.set(xlabel="epoch", ylabel=f"{loss_name} loss", title="Loss")
+    right.plot(epochs, [r["train_accuracy"] for r in history], marker=".",
+               label="accuracy, training split")
+    right.plot(epochs, [r["val_accuracy"] for r in history], marker=".",
+               label="accuracy, validation split")
     key, name = (("val_mean_iou", "mean IoU") if history and "val_mean_iou" in history[0]
                  else ("val_macro_f1", "macro-F1"))
-    right.plot(epochs, [r[key] for r in history], label=f"validation {name}")
-    right.set(xlabel="epoch", ylim=(0, 1), title=f"Accuracy and {name}")
+    right.plot(epochs, [r[key] for r in history], marker=".", label=f"{name}, validation split")
+    right.set(xlabel="epoch", ylim=(-0.02, 1.04), title=f"Accuracy and {name}")
     for axis in (left, right):
-        axis.legend()
+        if best_epoch is not None:
+            axis.axvline(best_epoch, color="grey", linestyle="--", linewidth=1,
+                         label=f"best epoch ({best_epoch})")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.legend(fontsize=8)
         axis.grid(alpha=0.3)
     save_figure(fig, path)
+    return fig
 
 
-def plot_confusion(cm: np.ndarray, classes: list[str], path: str) -> None:
-    """Row-normalised confusion matrix (recall on the diagonal) with the counts written in."""
+def plot_confusion(cm: np.ndarray, classes: list[str], path: str, *,
+                   title: str = "Confusion matrix"):
+    """Row-normalised confusion matrix (recall on the diagonal) with the counts written in;
+    returns the (closed) figure."""
     plt = pyplot()
     totals = cm.sum(1, keepdims=True)
     fraction = np.divide(cm, totals, out=np.zeros(cm.shape), where=totals > 0)
@@ -55,10 +68,11 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: str) -> None:
     image = axis.imshow(fraction, cmap="Blues", vmin=0, vmax=1)
     axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     axis.set_yticks(range(len(classes)), classes)
-    axis.set(xlabel="predicted", ylabel="true", title="Confusion matrix (row fraction, count)")
+    axis.set(xlabel="predicted", ylabel="true", title=f"{title}\n(row fraction, count)")
     for i in range(len(classes)):
         for j in range(len(classes)):
             axis.text(j, i, f"{fraction[i, j]:.2f}\n{cm[i, j]}", ha="center", va="center",
                       fontsize=8, color="white" if fraction[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=axis, fraction=0.046)
     save_figure(fig, path)
+    return fig

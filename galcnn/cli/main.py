@@ -42,7 +42,25 @@ def _configure_logging(verbosity: int) -> None:
     logger.propagate = False
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+GLOBAL_OPTIONS = ("-v", "--verbose", "-q", "--quiet")
+
+
+class _Group(click.Group):
+    """The command group; an option of the group given after a command is explained."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.NoSuchOption as exc:
+            if exc.option_name in GLOBAL_OPTIONS:
+                command = exc.ctx.info_name if exc.ctx else "COMMAND"
+                exc.message = (f"{exc.option_name} is a global option: it goes before the "
+                               f"command, as in 'galcnn {exc.option_name} {command} ...'")
+            raise
+
+
+@click.group(cls=_Group,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="galcnn")
 @click.option("-v", "--verbose", count=True, help="More log detail (repeatable).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")

@@ -32,12 +32,17 @@ _STRUCTURAL = ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCO
                "ZDATASUM", "ZBLANK")
 
 
+#: Input keywords that would describe the input's own products, not these.
+_REPLACED = ("CLASSES",)
+
+
 def _input_header(header: fits.Header) -> fits.Header:
-    """The input header without the keywords that describe its own data layout."""
+    """The input header without the keywords that describe its own data layout or
+    products."""
     out = fits.Header()
     for card in header.cards:
         key = card.keyword
-        if key.startswith(_STRUCTURAL) or key in ("", "END"):
+        if key.startswith(_STRUCTURAL) or key in ("", "END", *_REPLACED):
             continue
         out.append(card, end=True)
     return out
@@ -56,8 +61,9 @@ def write_maps(path: str, header: fits.Header, probs, mask, labels, coverage,
     provenance = {
         "GALCNNV": (__version__, "galcnn version"),
         "MODELSHA": (segmenter.checksum[:16], "model checkpoint sha256, first 16 hex"),
-        "MODEL": (os.path.basename(segmenter.path)[:60], "model checkpoint or run directory"),
-        "SRCFILE": (os.path.basename(source)[:60], "input file"),
+        "MODEL": os.path.abspath(segmenter.path),  # long values: no room for comments
+        "SRCFILE": os.path.abspath(source),
+        "CLASSES": ",".join(segmenter.classes),  # the order of PROB planes and MASK values
         "SRCHDU": (hdu_index, "input HDU"),
         "TILE": (info["tile"], "core tile size (pixels)"),
         "HALO": (info["halo"], "context around each tile (pixels)"),

@@ -344,5 +344,5 @@ class _Run:
             temperature=outcome.temperature or 1.0)
         save_checkpoint(best_path, card, best["model"], trainer=best["trainer"])
         write_results(self.run_dir, metrics, self.trainer["history"], outcome.confusion,
-                      self.task.classes)
+                      self.task.classes, loss_name=self.task.loss_name, counts=self.task.counts)
         return metrics

@@ -53,8 +53,10 @@ def write_history(run_dir: str, history: list[dict], score_column: str) -> None:
 
 
 def write_results(run_dir: str, metrics: dict, history: list[dict], confusion: np.ndarray,
-                  classes: list[str]) -> None:
-    """``metrics.json`` and the two plots."""
+                  classes: list[str], *, loss_name: str, counts: str) -> None:
+    """``metrics.json`` and the two plots (``counts``: what the confusion matrix counts)."""
     write_json(os.path.join(run_dir, "metrics.json"), metrics)
-    plot_learning_curves(history, os.path.join(run_dir, "learning_curves.png"))
-    plot_confusion(np.asarray(confusion), classes, os.path.join(run_dir, "confusion_matrix.png"))
+    plot_learning_curves(history, os.path.join(run_dir, "learning_curves.png"),
+                         best_epoch=metrics.get("best_epoch"), loss_name=loss_name)
+    plot_confusion(np.asarray(confusion), classes, os.path.join(run_dir, "confusion_matrix.png"),
+                   title=f"Validation split, best epoch: {counts}")

@@ -51,6 +51,9 @@ class Task:
     """How log lines name the validation figure."""
     score_column: str
     """Its column in ``metrics.csv``."""
+    loss_name: str
+    counts: str
+    """What the confusion matrix counts."""
     any_angle: bool
     """Whether ``symmetry auto`` may choose rotations by any angle."""
 
@@ -123,6 +126,7 @@ class Task:
 class ClassifyTask(Task):
     name, arch, width, dropout, monitor = "classify", "resnet", 32, 0.3, "macro_f1"
     score_name, score_column, any_angle = "macro-F1", "val_macro_f1", True
+    loss_name, counts = "cross-entropy", "cutouts"
 
     def __init__(self, train_set, val_set, test_set):
         super().__init__(train_set, val_set, test_set)
@@ -168,6 +172,7 @@ class ClassifyTask(Task):
 class SegmentTask(Task):
     name, arch, width, dropout, monitor = "segment", "unet", 16, 0.0, "mean_iou"
     score_name, score_column, any_angle = "mean IoU", "val_mean_iou", False
+    loss_name, counts = "cross-entropy + Dice", "pixels"
 
     def __init__(self, train_set, val_set, test_set):
         super().__init__(train_set, val_set, test_set)

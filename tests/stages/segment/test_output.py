@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 
 import numpy as np
 from astropy.io import fits
 
 from galcnn.stages.segment import SegmentOptions, segment
 
-
+from helpers import write_fits
 
 def test_segment_output_keeps_header_and_wcs(unet, field_file, tmp_path):
     result = segment(unet, [field_file], str(tmp_path / "seg"), SegmentOptions(tile=64))
@@ -26,3 +27,16 @@ def test_segment_output_keeps_header_and_wcs(unet, field_file, tmp_path):
         assert hdul["COVERAGE"].data.min() >= 1
         assert hdul["MASK"].header["CTYPE1"] == original[0].header["CTYPE1"]
         np.testing.assert_array_equal(original[0].data, fits.getdata(field_file))
+
+
+def test_keywords_describe_this_output(unet, tmp_path):
+    from galcnn.checkpoint import load_model
+
+    image = np.random.default_rng(0).normal(size=(40, 50)).astype(np.float32)
+    header = fits.Header({"CLASSES": "star,galaxy", "OBJECT": "kept"})
+    source = write_fits(tmp_path / "deep" / "folder" / "in.fits", image, header=header)
+    result = segment(unet, [source], str(tmp_path / "seg"))
+    primary = fits.getheader(result.outputs[0])
+    assert primary["CLASSES"] == ",".join(load_model(unet).card.classes)
+    assert primary["SRCFILE"] == os.path.abspath(source)
+    assert primary["MODEL"] == os.path.abspath(unet) and primary["OBJECT"] == "kept"
