@@ -56,6 +56,7 @@ class _Group(click.Group):
                 command = exc.ctx.info_name if exc.ctx else "COMMAND"
                 exc.message = (f"{exc.option_name} is a global option: it goes before the "
                                f"command, as in 'galcnn {exc.option_name} {command} ...'")
+                exc.possibilities = None
             raise
 
 

@@ -35,7 +35,8 @@ from galcnn.cli.options import (batch_size_option, device_option, hdu_option, no
               help="Average the maps over the model's symmetry group (the validated model); "
                    "--no-tta runs the bare U-Net, faster.")
 @click.option("--catalogue-format", type=click.Choice(TABLE_FORMATS), default="csv",
-              show_default=True)
+              show_default=True, help="Catalogue file: <name>.cat.csv, or a FITS binary table "
+                                      "<name>.cat.fits.")
 @click.option("--overlay", is_flag=True, help="Also write <name>.png: image, outlines, boxes.")
 @overwrite_option("Redo inputs whose output exists [default: skip them, so a run can "
                   "resume].")

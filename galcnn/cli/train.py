@@ -50,7 +50,8 @@ def _parse_pairs(ctx, param, value: str | None):
 @click.option("--depth", type=click.IntRange(1, 6), default=3, show_default=True,
               help="U-Net: number of down-sampling levels.")
 @click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=None,
-              help="[default: 0.3; U-Net 0]")
+              help="Dropout before the dense layers (a spatial dropout at a U-Net's "
+                   "bottleneck) [default: 0.3; U-Net 0].")
 @click.option("--symmetry", type=click.Choice(SYMMETRIES), default="auto", show_default=True,
               help="Group for on-the-fly augmentation and prediction pooling. auto: dihedral "
                    "when classes come in mirror pairs (spiral_cw/spiral_acw, swapped under "
@@ -69,12 +70,15 @@ def _parse_pairs(ctx, param, value: str | None):
 @batch_size_option(64, "Global batch size (split over processes under torchrun).")
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-3, show_default=True,
               help="Peak AdamW learning rate.")
-@click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True,
+              help="AdamW weight decay (decoupled L2 regularisation).")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default="cosine", show_default=True,
               help="Learning-rate schedule after linear warm-up.")
-@click.option("--warmup-epochs", type=click.FloatRange(0), default=2.0, show_default=True)
+@click.option("--warmup-epochs", type=click.FloatRange(0), default=2.0, show_default=True,
+              help="Epochs of linear learning-rate warm-up from 0 (fractions allowed).")
 @click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.05,
-              show_default=True)
+              show_default=True, help="Share of each target spread over the other classes "
+                                      "(against over-confident beliefs).")
 @click.option("--class-weights", type=click.Choice(CLASS_WEIGHTS), default="auto",
               show_default=True, help="auto: loss weights proportional to 1/sqrt(class "
                                       "frequency), so rare classes are not ignored.")

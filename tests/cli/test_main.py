@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -93,3 +94,20 @@ def test_help_names_every_command_and_the_exit_codes():
     for name in ("prepare", "train", "evaluate", "predict", "segment"):
         assert name in result.output
     assert "3 finished but some inputs failed" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("option", ["-v", "--verbose", "-q"])
+def test_a_global_option_after_the_command_is_explained(option, tmp_path):
+    result = _invoke(["train", "--data", SIMULATED, "--out", tmp_path / "run", option])
+    assert result.exit_code == EXIT_USAGE
+    assert _one_line_error(result) == (f"Error: {option} is a global option: it goes before the "
+                                       f"command, as in 'galcnn {option} train ...'")
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    from galcnn.cli import cli
+
+    for name, command in cli.commands.items():
+        for parameter in command.params:
+            if isinstance(parameter, click.Option) and parameter.name != "help":
+                assert parameter.help and len(parameter.help) > 12, (name, parameter.name)
