@@ -88,7 +88,7 @@ class DeviceRecipe:
         if stretch.name == "none":
             return data.clone()
         if stretch.name == "linear":  # min-max to [0, 1] over the image or each band
-            groups = data.reshape(n, -1) if stretch.scope == "image" else data.reshape(n * bands, -1)
+            groups = data.reshape(n if stretch.scope == "image" else n * bands, -1)
             finite = torch.isfinite(groups)
             low = torch.where(finite, groups, float("inf")).amin(dim=-1)
             high = torch.where(finite, groups, -float("inf")).amax(dim=-1)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import click
 
-from galcnn.choices import (DEVICES, DTYPES, FILL_METHODS, FIT_MODES, STRETCH_NAMES,
-                            STRETCH_SCOPES)
+from galcnn.choices import DEVICES, DTYPES, FILL_METHODS, FIT_MODES, STRETCH_NAMES, STRETCH_SCOPES
 
-__all__ = ["add_options", "hdu_option", "device_option", "no_amp_option", "batch_size_option",
-           "workers_option", "seed_option", "overwrite_option", "LABEL_OPTIONS", "RECIPE_OPTIONS",
-           "SPLIT_OPTIONS", "ArchitectureChoice", "parse_list", "recipe_from", "label_kwargs"]
+__all__ = ["add_options", "inputs_argument", "hdu_option", "device_option", "no_amp_option",
+           "batch_size_option", "workers_option", "seed_option", "overwrite_option",
+           "LABEL_OPTIONS", "RECIPE_OPTIONS", "SPLIT_OPTIONS", "ArchitectureChoice", "parse_list",
+           "recipe_from", "label_kwargs"]
 
 
 def add_options(options: list):
@@ -81,6 +81,30 @@ def parse_hdu(ctx, param, value: str | None) -> int | str | None:
         return parse(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc))
+
+
+def check_inputs(ctx, param, values: tuple[str, ...]) -> list[str]:
+    """Every INPUTS item must name something: a file or directory, an ``@list`` file, or a
+    glob that matches. (Files named inside a list are checked later, one error row each.)"""
+    import glob
+    import os
+
+    for item in values:
+        if item.startswith("@"):
+            missing = not os.path.isfile(item[1:])
+        elif any(ch in item for ch in "*?["):
+            missing = not glob.glob(item, recursive=True)
+        else:
+            missing = not os.path.exists(item)
+        if missing:
+            what = "matches no file" if any(ch in item for ch in "*?[") and \
+                not item.startswith("@") else "no such file or directory"
+            raise click.BadParameter(f"{item}: {what}", ctx=ctx, param=param)
+    return list(values)
+
+
+#: ``INPUTS...``: files, directories, globs or ``@list`` files, checked to exist.
+inputs_argument = click.argument("inputs", nargs=-1, required=True, callback=check_inputs)
 
 
 class ArchitectureChoice(click.Choice):

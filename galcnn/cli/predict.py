@@ -9,13 +9,13 @@ import click
 
 from galcnn.choices import TABLE_FORMATS
 from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run, stdout
-from galcnn.cli.options import (batch_size_option, device_option, hdu_option, no_amp_option,
-                                overwrite_option, parse_list, workers_option)
+from galcnn.cli.options import (batch_size_option, device_option, hdu_option, inputs_argument,
+                                no_amp_option, overwrite_option, parse_list, workers_option)
 
 
 @click.command("predict")
 @click.argument("model", type=click.Path(exists=True))
-@click.argument("inputs", nargs=-1, required=True)
+@inputs_argument
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Output table (written as OUT.partial, renamed when complete).")
 @click.option("--format", "fmt", type=click.Choice(TABLE_FORMATS), default="csv",

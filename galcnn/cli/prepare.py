@@ -11,12 +11,12 @@ import click
 from galcnn.choices import GROUPS
 from galcnn.cli.main import EXIT_SOME_FAILED, command_line, report_failures, run, stdout
 from galcnn.cli.options import (LABEL_OPTIONS, RECIPE_OPTIONS, SPLIT_OPTIONS, add_options,
-                                label_kwargs, overwrite_option, prepare_options_from,
-                                seed_option, workers_option)
+                                inputs_argument, label_kwargs, overwrite_option,
+                                prepare_options_from, seed_option, workers_option)
 
 
 @click.command("prepare")
-@click.argument("inputs", nargs=-1, required=True)
+@inputs_argument
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output directory for the prepared dataset (created).")
 @add_options(LABEL_OPTIONS + RECIPE_OPTIONS + SPLIT_OPTIONS)

@@ -9,13 +9,13 @@ import click
 
 from galcnn.choices import TABLE_FORMATS
 from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run, stdout
-from galcnn.cli.options import (batch_size_option, device_option, hdu_option, no_amp_option,
-                                overwrite_option)
+from galcnn.cli.options import (batch_size_option, device_option, hdu_option, inputs_argument,
+                                no_amp_option, overwrite_option)
 
 
 @click.command("segment")
 @click.argument("model", type=click.Path(exists=True))
-@click.argument("inputs", nargs=-1, required=True)
+@inputs_argument
 @click.option("-o", "--out-dir", required=True, type=click.Path(file_okay=False),
               help="Directory for <name>.seg.fits, <name>.cat.csv and segment.csv (created).")
 @hdu_option("Image HDU to segment [default: every image HDU of each file].")

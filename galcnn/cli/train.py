@@ -10,10 +10,10 @@ import click
 
 from galcnn.choices import CLASS_WEIGHTS, MONITORS, SCHEDULES, SYMMETRIES, TASKS
 from galcnn.cli.main import command_line, run, stdout
-from galcnn.cli.options import (LABEL_OPTIONS, RECIPE_OPTIONS, SPLIT_OPTIONS,
-                                ArchitectureChoice, add_options, batch_size_option,
-                                device_option, label_kwargs, no_amp_option, overwrite_option,
-                                prepare_options_from, seed_option, workers_option)
+from galcnn.cli.options import (LABEL_OPTIONS, RECIPE_OPTIONS, SPLIT_OPTIONS, ArchitectureChoice,
+                                add_options, batch_size_option, device_option, label_kwargs,
+                                no_amp_option, overwrite_option, prepare_options_from, seed_option,
+                                workers_option)
 from galcnn.cli.report import class_metrics_table, pixel_metrics_table
 
 logger = logging.getLogger("galcnn")

@@ -111,3 +111,18 @@ def test_every_option_of_every_command_says_what_it_does():
         for parameter in command.params:
             if isinstance(parameter, click.Option) and parameter.name != "help":
                 assert parameter.help and len(parameter.help) > 12, (name, parameter.name)
+
+
+@pytest.mark.parametrize("mistake,what", [("cutoutz", "no such file or directory"),
+                                          ("@files.txt", "no such file or directory"),
+                                          ("*.fitz", "matches no file")])
+def test_an_input_that_names_nothing_is_a_usage_error_everywhere(classifier, unet, tmp_path,
+                                                                 mistake, what):
+    item = str(tmp_path / mistake) if not mistake.startswith("@") else f"@{tmp_path}/files.txt"
+    for args in (["prepare", item, "-o", tmp_path / "p"],
+                 ["predict", classifier, item, "-o", tmp_path / "p.csv"],
+                 ["segment", unet, item, "-o", tmp_path / "s"]):
+        result = _invoke(args)
+        assert result.exit_code == EXIT_USAGE, result.output
+        assert _one_line_error(result) == f"Error: Invalid value for 'INPUTS...': {item}: {what}"
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "s").exists()

@@ -6,8 +6,9 @@ sees exactly the context it would see in one pass over the whole image. A halo s
 the receptive radius is refused: the maps would depend on the tiling. Cores are blended into
 their neighbours with linear ramps only as far into the halo as the neighbour's predictions
 still had their full context (halo minus receptive radius; a pixel or so by default), so the
-blend never mixes in a prediction made without it. The recipe's statistics are measured once per image (on the whole image,
-or a mosaic of windows of a large one) and applied to every tile. Probabilities are
+blend never mixes in a prediction made without it. The recipe's statistics are measured once
+per image (on the whole image, or a mosaic of windows of a large one) and applied to every
+tile. Probabilities are
 accumulated in memory-mapped scratch files for large images, so memory stays bounded.
 """
 
