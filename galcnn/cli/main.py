@@ -114,12 +114,22 @@ def stderr():
 
 
 def report_failures(command: str, failures: list[tuple[str, str]], where: str,
-                    limit: int = 50) -> None:
-    """One stderr line per failed input (``galcnn COMMAND: FILE: problem``), at most ``limit``
-    of them, then where the rest are listed."""
+                    limit: int = 50, together: int = 4) -> None:
+    """Failed inputs on stderr: ``galcnn COMMAND: FILE: problem`` per file, at most ``limit``
+    lines; a problem shared by ``together`` inputs or more is said once, with the count and
+    an example (a model that needs other bands fails every file the same way)."""
+    by_problem: dict[str, list[str]] = {}
+    for path, problem in failures:
+        by_problem.setdefault(problem, []).append(path)
+    lines = []
+    for problem, paths in by_problem.items():
+        if len(paths) >= together:
+            lines.append(f"galcnn {command}: {len(paths)} inputs: {problem} (e.g. {paths[0]})")
+        else:
+            lines.extend(f"galcnn {command}: {path}: {problem}" for path in paths)
     err = stderr()
-    for path, problem in failures[:limit]:
-        err.print(f"galcnn {command}: {path}: {problem}", markup=False)
-    if len(failures) > limit:
-        err.print(f"galcnn {command}: ... and {len(failures) - limit} more ({where})",
+    for line in lines[:limit]:
+        err.print(line, markup=False)
+    if len(lines) > limit:
+        err.print(f"galcnn {command}: ... and {len(lines) - limit} more ({where})",
                   markup=False)

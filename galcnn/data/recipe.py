@@ -141,15 +141,16 @@ class Preprocess:
         Raises :class:`galcnn.data.fitsio.FitsReadError`."""
         return read_image(list(paths) if not isinstance(paths, str) else paths, hdu=self.hdu)
 
-    def problem(self, image: FitsImage, *, same_size: bool = False) -> str | None:
+    def problem(self, image: FitsImage, *, same_size: bool = False,
+                expected: str = "expected") -> str | None:
         """Why ``image`` cannot be used (one line), or None.
 
         ``same_size``: the size was taken from the inputs, so every image must have it
         (``prepare`` without ``--size``); otherwise any image large enough is cropped,
-        padded or resized.
+        padded or resized. ``expected`` says whose the recipe is (``the model needs``).
         """
         if self.n_bands and image.n_bands != self.n_bands:
-            return f"has {image.n_bands} band(s), expected {self.n_bands}"
+            return f"has {image.n_bands} band(s), {expected} {self.n_bands}"
         bad_fraction = image.n_bad / image.data.size
         if bad_fraction >= 1.0:
             return "every pixel is NaN, inf or BLANK"

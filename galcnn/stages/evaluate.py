@@ -142,7 +142,8 @@ def _raw(model, classes, chosen, recipe, data, device, dtype, batch_size, worker
         batch.clear()
 
     tasks = [ReadTask(i, s) for i, s in enumerate(known)]
-    for sample in read_samples(tasks, recipe, workers=workers, chunk=max(256, batch_size)):
+    for sample in read_samples(tasks, recipe, workers=workers, chunk=max(256, batch_size),
+                               expected="the model needs"):
         source = known[sample.index]
         if sample.problem:
             failures.append((source.path_text, sample.problem))
@@ -153,7 +154,10 @@ def _raw(model, classes, chosen, recipe, data, device, dtype, batch_size, worker
     if batch:
         run()
     if not outputs:
-        raise EvaluateError(f"{data}: none of the labelled cutouts could be read (e.g. "
-                            f"{failures[0][0]}: {failures[0][1]})")
+        problems = {problem for _, problem in failures}
+        what = (f"every one {problems.pop()}" if len(problems) == 1 else
+                f"none could be used (e.g. {failures[0][1]})")
+        raise EvaluateError(f"{data}: {len(failures)} labelled cutout(s), {what}; e.g. "
+                            f"{failures[0][0]}")
     return (np.concatenate(outputs), np.asarray(label_index, dtype=np.int64), files, unknown,
             failures)

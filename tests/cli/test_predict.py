@@ -32,7 +32,7 @@ def test_good_and_bad_files_all_get_rows_and_the_exit_status_says_so(classifier,
     assert rows["empty.fits"]["status"].startswith("error: ") and \
         "empty" in rows["empty.fits"]["status"]
     assert "NaN" in rows["nan.fits"]["status"]
-    assert "3 band(s), expected 1" in rows["cube.fits"]["status"]
+    assert "has 3 band(s), the model needs 1" in rows["cube.fits"]["status"]
     assert "truncated" in rows["truncated.fits.fz"]["status"]
     assert rows["notfits.fits"]["predicted"] == "" and rows["notfits.fits"]["p_elliptical"] == ""
     assert "5 failed" in result.output and "Traceback" not in result.output
@@ -60,3 +60,16 @@ def test_cli_exit_codes_and_fits_output(classifier, cutouts, tmp_path):
     result = runner.invoke(cli, ["predict", str(cutouts / os.listdir(cutouts)[0]), str(cutouts),
                                  "-o", str(tmp_path / "y.csv")])
     assert result.exit_code == 1 and "checkpoint" in result.output
+
+
+def test_a_model_for_other_bands_is_said_once(classifier, tmp_path):
+    folder = tmp_path / "cubes"
+    for i in range(6):
+        write_fits(folder / f"c{i}.fits", np.ones((3, 32, 32), dtype=np.float32) * i)
+    result = CliRunner().invoke(cli, ["predict", classifier, str(folder), "-o",
+                                      str(tmp_path / "p.csv")])
+    assert result.exit_code == 3
+    lines = [line for line in result.stderr.splitlines() if "band" in line]
+    assert lines == [f"galcnn predict: 6 inputs: has 3 band(s), the model needs 1 "
+                     f"(e.g. {folder / 'c0.fits'})"]
+    assert len(csv_rows(tmp_path / "p.csv")) == 6  # every file still has its row

@@ -14,7 +14,7 @@ from galcnn.data.stretch import Stretch
 from galcnn.stages.evaluate import EvaluateError, evaluate
 from galcnn.stages.prepare import PrepareOptions, prepare
 
-from helpers import SAMPLE_DATA
+from helpers import SAMPLE_DATA, write_fits
 
 
 def test_a_prepared_split_is_scored_without_augmented_copies(classifier, simulated):
@@ -60,3 +60,14 @@ def test_a_unet_or_unlabelled_data_cannot_be_evaluated(unet, classifier, tmp_pat
     shutil.copy(os.path.join(SAMPLE_DATA, "simulated", "edge_on", "edge_on_000.fits.fz"), flat)
     with pytest.raises(EvaluateError, match="no labels"):
         evaluate(classifier, str(flat))
+
+
+def test_raw_cutouts_of_other_bands_are_named_not_a_folder(classifier, tmp_path):
+    raw = tmp_path / "raw"
+    for kind in ("edge_on", "elliptical"):
+        for i in range(3):
+            write_fits(raw / kind / f"{i}.fits", np.ones((3, 32, 32), dtype=np.float32))
+    with pytest.raises(EvaluateError) as raised:
+        evaluate(classifier, str(raw), workers=1)
+    assert str(raised.value) == (f"{raw}: 6 labelled cutout(s), every one has 3 band(s), the "
+                                 f"model needs 1; e.g. {raw / 'edge_on' / '0.fits'}")

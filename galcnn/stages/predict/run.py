@@ -156,6 +156,7 @@ def predict(model_path: str, inputs: list[str], out_path: str,
 
         tasks = [ReadTask(i, s) for i, s in enumerate(todo)]
         for sample in read_samples(tasks, recipe, workers=workers, raw=on_device,
+                                   expected="the model needs",
                                    chunk=max(256, batch_size)):
             source = todo[sample.index]
             if sample.problem:
