@@ -21,11 +21,21 @@ FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fi
 
 @dataclass(frozen=True)
 class Source:
-    """One object: its id, the files holding its bands, and the input root it was found under."""
+    """One object: its id, the files holding its bands, and the input root it was found under.
+
+    ``id`` is the file (or object) name without its FITS extensions, what catalogues call the
+    object (``587722952767439450``); ``relative`` is its path below the input folder without
+    extensions (``cutouts/587722952767439450``), unique among the inputs.
+    """
 
     id: str
     paths: tuple[str, ...]
     root: str
+    relative: str = ""
+
+    def __post_init__(self):
+        if not self.relative:
+            object.__setattr__(self, "relative", self.id)
 
     @property
     def path_text(self) -> str:
@@ -120,8 +130,14 @@ def _source_id(path: str, root: str) -> str:
 
 
 def sources_from_files(pairs: list[tuple[str, str]]) -> list[Source]:
-    """One source per file; its id is the path below its input root without the extension."""
-    return [Source(id=_source_id(path, root), paths=(path,), root=root) for path, root in pairs]
+    """One source per file: its id is the file name without FITS extensions, its relative
+    name the path below its input root without them."""
+    sources = []
+    for path, root in pairs:
+        relative = _source_id(path, root)
+        sources.append(Source(id=relative.rsplit("/", 1)[-1], paths=(path,), root=root,
+                              relative=relative))
+    return sources
 
 
 def _pattern_regex(pattern: str) -> re.Pattern:
@@ -173,7 +189,9 @@ def group_bands(pairs: list[tuple[str, str]], pattern: str, bands: list[str] | N
         paths = tuple(members[b] for b in band_order)
         relative = os.path.relpath(stem, root)
         object_id = (os.path.basename(stem) if relative.startswith("..") else relative)
-        sources.append(Source(id=object_id.replace(os.sep, "/"), paths=paths, root=root))
+        relative = object_id.replace(os.sep, "/")
+        sources.append(Source(id=relative.rsplit("/", 1)[-1], paths=paths, root=root,
+                              relative=relative))
     return sources, band_order, problems
 
 

@@ -140,12 +140,12 @@ def find_label_file(inputs: list[str]) -> str | None:
 
 
 def _candidate_keys(source: Source, table_dir: str) -> list[str]:
-    keys = [source.id]
+    keys = [source.relative, source.id]
     if len(source.paths) == 1:
         path = source.paths[0]
         name = os.path.basename(path)
         keys = [os.path.relpath(os.path.abspath(path), table_dir), os.path.relpath(path, source.root),
-                name, strip_fits_suffix(name), source.id]
+                name, strip_fits_suffix(name), source.relative, source.id]
     return [_normalise_id(k) for k in keys]
 
 

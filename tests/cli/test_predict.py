@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from galcnn.cli import cli
 
-from helpers import csv_rows, write_fits
+from helpers import SAMPLE_DATA, csv_rows, write_fits
 
 
 def test_good_and_bad_files_all_get_rows_and_the_exit_status_says_so(classifier, cutouts,
@@ -73,3 +73,13 @@ def test_a_model_for_other_bands_is_said_once(classifier, tmp_path):
     assert lines == [f"galcnn predict: 6 inputs: has 3 band(s), the model needs 1 "
                      f"(e.g. {folder / 'c0.fits'})"]
     assert len(csv_rows(tmp_path / "p.csv")) == 6  # every file still has its row
+
+
+def test_ids_are_file_names_that_join_the_label_table(classifier, tmp_path):
+    """The README's id: the file name without extensions, here Galaxy Zoo's objid."""
+    out = tmp_path / "gz1.csv"
+    result = CliRunner().invoke(cli, ["predict", classifier, os.path.join(SAMPLE_DATA, "gz1"),
+                                      "-o", str(out)])
+    assert result.exit_code == 3  # 3-band cutouts, a 1-band model: rows with their problem
+    labels = csv_rows(os.path.join(SAMPLE_DATA, "gz1", "labels.csv"))
+    assert {r["id"] for r in csv_rows(out)} == {r["objid"] for r in labels}

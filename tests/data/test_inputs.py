@@ -37,9 +37,10 @@ def test_missing_named_file_is_kept_for_its_own_error(tmp_path):
         expand_inputs([str(tmp_path)])
 
 
-def test_source_ids_are_paths_below_the_root_without_extension(tree):
-    ids = [s.id for s in sources_from_files(expand_inputs([str(tree)]))]
-    assert ids == ["a/one", "a/two", "b/three"]
+def test_ids_are_names_and_relative_names_are_paths_below_the_root(tree):
+    sources = sources_from_files(expand_inputs([str(tree)]))
+    assert [s.id for s in sources] == ["one", "two", "three"]
+    assert [s.relative for s in sources] == ["a/one", "a/two", "b/three"]
     assert strip_fits_suffix("x.FITS.fz") == "x"
 
 

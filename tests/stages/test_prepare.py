@@ -28,7 +28,8 @@ def test_class_directories_give_a_complete_dataset(class_dirs, tmp_path):
     assert list(rows[0]) == list(MANIFEST_COLUMNS)
     assert [r["split"] for r in rows].count("val") == 2
     assert {r["label"] for r in rows if r["split"] == "val"} == {"a", "b"}  # stratified
-    assert {r["id"] for r in rows} == {f"{c}/x{i}" for c in "ab" for i in range(4)}
+    assert {r["id"] for r in rows} == {f"x{i}" for i in range(4)}  # names, without folder
+    assert len({r["file"] for r in rows}) == 8
     meta = metadata(out)
     recipe = meta["preprocess"]
     assert meta["classes"] == ["a", "b"] and recipe["size"] == [32, 32] and recipe["bands"] == ["0"]
@@ -59,11 +60,11 @@ def test_augmented_copies_only_for_training(class_dirs, tmp_path):
     assert {r["transform"] for r in val} == {"identity"}
     by_id = {}
     for r in train:
-        by_id.setdefault(r["id"], []).append(r["transform"])
+        by_id.setdefault(r["file"], []).append(r["transform"])
     for transforms in by_id.values():
         assert transforms[0] == "identity" and len(set(transforms)) == 4
     dataset = PreparedDataset(out)
-    first = [i for i, r in enumerate(dataset.rows) if r["id"] == train[0]["id"]]
+    first = [i for i, r in enumerate(dataset.rows) if r["file"] == train[0]["file"]]
     from galcnn.data.augment import parse_transform
 
     base = dataset.image(first[0])

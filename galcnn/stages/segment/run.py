@@ -115,7 +115,7 @@ def segment(model_path: str, inputs: list[str], out_dir: str,
         if new_log:
             log.writeheader()
         for source in sources:
-            for row in _segment_file(source.paths[0], source.id, segmenter, options, out_dir,
+            for row in _segment_file(source.paths[0], source.relative, segmenter, options, out_dir,
                                      result):
                 log.writerow(row)
                 log_handle.flush()
