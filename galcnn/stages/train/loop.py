@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -80,14 +81,15 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
     except ValueError as exc:
         raise TrainError(str(exc)) from exc
     init_distributed(dist_info, device)
+    last_path = os.path.join(run_dir, "last.pt")
+    found = set(os.listdir(run_dir)) if os.path.isdir(run_dir) else None
     try:
+        if resume and not os.path.isfile(last_path):
+            raise TrainError(f"--resume: {last_path} not found; nothing to resume")
         if dist_info.is_main:
             check_run_dir(run_dir, resume, overwrite)
             make_directory(run_dir)
         _barrier(dist_info)
-        last_path = os.path.join(run_dir, "last.pt")
-        if resume and not os.path.isfile(last_path):
-            raise TrainError(f"--resume: {last_path} not found; nothing to resume")
         data_path = _prepared(data, run_dir, prepare_data, resume, dist_info)
         run = _Run(data_path, run_dir, options, dist_info, device, command,
                    fine_tune=not resume)
@@ -102,8 +104,23 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
                            epochs_run=trainer["epoch"] + 1, best_epoch=trainer["best_epoch"],
                            metrics=metrics, stopped_early=trainer["stopped_early"],
                            elapsed_s=time.monotonic() - started, history=trainer["history"])
+    except BaseException:
+        if dist_info.is_main and not os.path.exists(last_path):
+            _remove_unfinished(run_dir, found)
+        raise
     finally:
         close_distributed()
+
+
+def _remove_unfinished(run_dir: str, found: set[str] | None) -> None:
+    """A run that failed before its first checkpoint leaves nothing behind: the run
+    directory if this call made it, else what this call added to it."""
+    if found is None:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for name in set(os.listdir(run_dir)) - found if os.path.isdir(run_dir) else ():
+        path = os.path.join(run_dir, name)
+        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
 
 
 def _barrier(dist_info: Distributed) -> None:

@@ -15,6 +15,7 @@ import torch
 from galcnn.checkpoint import load_checkpoint, load_model
 from galcnn.data.dataset import PreparedDataset
 from galcnn.inference import dataset_logits
+from galcnn.stages.prepare import prepare
 from galcnn.stages.train import TrainError, train
 
 from helpers import SAMPLE_DATA, tiny
@@ -112,3 +113,31 @@ def test_torchrun_two_processes_train_one_model(tmp_path):
     assert os.path.isfile(os.path.join(run, "metrics.json"))
     leftovers = [n for n in os.listdir(run) if ".tmp" in n]
     assert leftovers == []
+
+
+def test_a_failed_start_leaves_nothing_behind(simulated, tmp_path):
+    one_class = tmp_path / "one"
+    prepare([os.path.join(SAMPLE_DATA, "simulated")], str(one_class), classes=["elliptical"],
+            workers=1)
+    with pytest.raises(TrainError, match="at least 2 classes"):
+        train(str(one_class), str(tmp_path / "run"), tiny())
+    with pytest.raises(TrainError, match="nothing to resume"):
+        train(simulated, str(tmp_path / "resumed"), tiny(), resume=True)
+    raw = tmp_path / "raw"
+    (raw / "a").mkdir(parents=True)
+    (raw / "a" / "x.fits").write_text("not FITS")
+    (raw / "b").mkdir()
+    (raw / "b" / "y.fits").write_text("not FITS")
+
+    def prepare_raw(folder):
+        prepare([str(raw)], folder, overwrite=True, workers=1)
+
+    with pytest.raises(TrainError, match="preparing"):
+        train(str(raw), str(tmp_path / "from-raw"), tiny(), prepare_data=prepare_raw)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    with pytest.raises(TrainError):
+        train(str(raw), str(kept), tiny(), prepare_data=prepare_raw)
+    assert sorted(os.listdir(tmp_path)) == ["kept", "one", "raw"]
+    assert os.listdir(kept) == ["notes.txt"]
