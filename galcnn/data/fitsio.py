@@ -75,7 +75,8 @@ def _select_hdu(hdul: fits.HDUList, hdu: int | str | None, path: str) -> int:
         for index, candidate in enumerate(hdul):
             if isinstance(candidate, _IMAGE_HDU_TYPES) and candidate.header.get("NAXIS", 0) >= 2:
                 return index
-        raise FitsReadError(path, f"no image HDU with 2-D or 3-D data among {len(hdul)} HDU(s)")
+        raise FitsReadError(path, _truncation(path) or
+                            f"no image HDU with 2-D or 3-D data among {len(hdul)} HDU(s)")
     if isinstance(hdu, int):
         if hdu >= len(hdul):
             raise FitsReadError(path, f"HDU {hdu} does not exist (file has {len(hdul)} HDU(s))")
@@ -112,16 +113,32 @@ def _as_cube(data: np.ndarray, path: str, index: int) -> np.ndarray:
     return data
 
 
+def _truncation(path: str) -> str | None:
+    """Why a FITS file (not gzip/bzip2) is truncated, or None: a FITS file is a whole number of
+    2880-byte blocks."""
+    size = os.path.getsize(path)
+    if path.lower().endswith((".gz", ".bz2")) or not size % 2880:
+        return None
+    return (f"truncated file: {size} bytes is not a whole number of 2880-byte FITS blocks "
+            "and the data cannot be read")
+
+
+def _starts_like_fits(path: str) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(9) == b"SIMPLE  ="
+
+
 def _describe_exception(exc: Exception, path: str) -> str:
     text = str(exc)
-    size = os.path.getsize(path)
-    if not path.lower().endswith((".gz", ".bz2")) and size % 2880 and \
-            not isinstance(exc, OSError):
-        return (f"truncated file: {size} bytes is not a whole number of 2880-byte FITS "
-                "blocks and the data cannot be read")
-    if isinstance(exc, TypeError) and "buffer is too small" in text:
+    truncated = _truncation(path)
+    if truncated and not isinstance(exc, OSError):
+        return truncated
+    if (isinstance(exc, TypeError) and "buffer is too small" in text) or \
+            (isinstance(exc, ValueError) and "cannot reshape array" in text):
         return "truncated file: the data are shorter than the header says"
     if isinstance(exc, OSError) and ("SIMPLE" in text or "corrupt" in text.lower()):
+        if truncated and _starts_like_fits(path):
+            return "truncated file: it ends inside its primary header"
         return "not a FITS file (no valid primary header)"
     if isinstance(exc, (EOFError,)) or "Compressed file ended" in text:
         return "truncated compressed file"

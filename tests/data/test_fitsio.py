@@ -1,11 +1,12 @@
 import gzip
+import os
 
 import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from helpers import noise_image, write_fits
+from helpers import SAMPLE_DATA, noise_image, write_fits
 from galcnn.data.fitsio import FitsReadError, centre_radec, parse_hdu, read_image
 
 
@@ -153,3 +154,16 @@ def test_centre_radec_from_wcs_and_nan_without():
     ra, dec = centre_radec(wcs.to_header(), (10, 10))
     assert ra == pytest.approx(150.0, abs=1e-9) and dec == pytest.approx(2.0, abs=1e-9)
     assert all(np.isnan(centre_radec(fits.Header(), (10, 10))))
+
+
+@pytest.mark.parametrize("fraction", [0.02, 0.1, 0.2, 0.4, 0.6, 0.75])
+def test_a_truncated_compressed_file_says_truncated(tmp_path, fraction):
+    """Cut inside the primary header, the compressed image's header, or its data."""
+    source = os.path.join(SAMPLE_DATA, "mirabest", "cutouts",
+                          sorted(os.listdir(os.path.join(SAMPLE_DATA, "mirabest", "cutouts")))[0])
+    content = open(source, "rb").read()
+    path = tmp_path / "cut.fits.fz"
+    path.write_bytes(content[: int(len(content) * fraction)])
+    with pytest.raises(FitsReadError) as raised:
+        read_image(str(path))
+    assert raised.value.problem.startswith("truncated file"), raised.value.problem
