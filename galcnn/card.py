@@ -40,6 +40,8 @@ class ModelCard:
     """Class pairs a reflection exchanges (``spiral_cw``/``spiral_acw``)."""
     temperature: float = 1.0
     """Calibration: beliefs are ``softmax(logits / temperature)``."""
+    calibration: dict = field(default_factory=dict)
+    """Whether the temperature was fitted, on how many samples and errors, and why not."""
     cutout_classes: list[str] = field(default_factory=list)
     """``segment``: the classes of the cutouts the U-Net was trained on."""
     metrics: dict = field(default_factory=dict)
@@ -79,7 +81,8 @@ class ModelCard:
                 "symmetry": {"group": self.symmetry,
                              "elements": [[k, f] for k, f in self.elements],
                              "mirror_pairs": [list(p) for p in self.mirror_pairs]},
-                "temperature": float(self.temperature), "metrics": self.metrics,
+                "temperature": float(self.temperature), "calibration": self.calibration,
+                "metrics": self.metrics,
                 "training": self.training, "provenance": self.provenance}
 
     @classmethod
@@ -100,6 +103,7 @@ class ModelCard:
                    elements=[tuple(e) for e in symmetry.get("elements") or [(0, False)]],
                    mirror_pairs=[tuple(p) for p in symmetry.get("mirror_pairs") or []],
                    temperature=float(values.get("temperature", 1.0)),
+                   calibration=values.get("calibration") or {},
                    metrics=values.get("metrics") or {}, training=values.get("training") or {},
                    provenance=values.get("provenance") or {})
 

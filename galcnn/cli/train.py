@@ -175,9 +175,13 @@ def _report(result) -> None:
         out.print(f"pixel accuracy {metrics['accuracy']:.3f}   mean IoU {metrics['mean_iou']:.3f}")
         return
     out.print(class_metrics_table(metrics, "Validation split, best epoch"))
-    out.print(f"accuracy {metrics['accuracy']:.3f}   macro-F1 {metrics['macro_f1']:.3f}   "
-              f"ECE {metrics['ece_before']:.3f} -> {metrics['ece_after']:.3f} after temperature "
-              f"{metrics['temperature']:.2f}")
+    calibration = metrics.get("calibration", {})
+    if calibration.get("fitted", True):
+        ece = (f"ECE {metrics['ece_before']:.3f} -> {metrics['ece_after']:.3f} after "
+               f"temperature {metrics['temperature']:.2f}")
+    else:
+        ece = f"ECE {metrics['ece_before']:.3f}; temperature {calibration['note']}"
+    out.print(f"accuracy {metrics['accuracy']:.3f}   macro-F1 {metrics['macro_f1']:.3f}   {ece}")
     if "test" in metrics:
         test = metrics["test"]
         out.print(f"test split: accuracy {test['accuracy']:.3f}   macro-F1 "

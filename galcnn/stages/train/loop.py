@@ -358,7 +358,7 @@ class _Run:
                    "epochs_run": self.trainer["epoch"] + 1, "classes": self.task.classes}
         card = best["card"].with_updates(
             metrics={k: v for k, v in metrics.items() if k != "test"},
-            temperature=outcome.temperature or 1.0)
+            temperature=outcome.temperature or 1.0, calibration=outcome.calibration or {})
         save_checkpoint(best_path, card, best["model"], trainer=best["trainer"])
         write_results(self.run_dir, metrics, self.trainer["history"], outcome.confusion,
                       self.task.classes, loss_name=self.task.loss_name, counts=self.task.counts)

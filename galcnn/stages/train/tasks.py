@@ -30,6 +30,11 @@ from galcnn.stages.train.options import TrainError, TrainOptions
 __all__ = ["Task", "ClassifyTask", "SegmentTask", "make_task", "Outcome"]
 
 
+#: A calibration temperature is fitted only on a validation split this large, with this
+#: many errors: temperature scaling measures over-confidence from the mistakes.
+MIN_CALIBRATION_SAMPLES, MIN_CALIBRATION_ERRORS = 100, 10
+
+
 @dataclass
 class Outcome:
     """The end of a run: metrics of the best model, its temperature, its confusion matrix."""
@@ -37,6 +42,20 @@ class Outcome:
     metrics: dict
     confusion: np.ndarray
     temperature: float | None = None
+    calibration: dict | None = None
+
+
+def calibrate(logits: np.ndarray, labels: np.ndarray) -> dict:
+    """The temperature to divide logits by, fitted (Guo et al. 2017) only when the validation
+    split can support it; says which and why."""
+    errors = int((logits.argmax(1) != labels).sum()) if len(labels) else 0
+    enough = len(labels) >= MIN_CALIBRATION_SAMPLES and errors >= MIN_CALIBRATION_ERRORS
+    return {"fitted": enough, "temperature": fit_temperature(logits, labels) if enough else 1.0,
+            "n": int(len(labels)), "errors": errors,
+            "note": "fitted on the validation split" if enough else
+            f"not fitted: {len(labels)} validation samples with {errors} errors (it needs "
+            f"at least {MIN_CALIBRATION_SAMPLES} with {MIN_CALIBRATION_ERRORS}); beliefs are "
+            "the softmax of the logits"}
 
 
 class Task:
@@ -154,19 +173,21 @@ class ClassifyTask(Task):
         """Validation metrics and a temperature fitted on the validation split; test metrics
         with that temperature when the set has a test split."""
         logits, labels = dataset_logits(model, self.val_set, device, dtype)
-        temperature = fit_temperature(logits, labels)
+        calibration = calibrate(logits, labels)
+        temperature = calibration["temperature"]
         metrics = {"split": "val", **classification_metrics(labels, logits.argmax(1),
                                                              self.classes),
                    "ece_before": expected_calibration_error(softmax(logits), labels),
                    "ece_after": expected_calibration_error(softmax(logits, temperature), labels),
-                   "temperature": temperature}
+                   "temperature": temperature, "calibration": calibration}
         if len(self.test_set):
             test_logits, test_labels = dataset_logits(model, self.test_set, device, dtype)
             metrics["test"] = {
                 **classification_metrics(test_labels, test_logits.argmax(1), self.classes),
                 "ece": expected_calibration_error(softmax(test_logits, temperature),
                                                   test_labels)}
-        return Outcome(metrics, np.asarray(metrics["confusion_matrix"]), temperature)
+        return Outcome(metrics, np.asarray(metrics["confusion_matrix"]), temperature,
+                       calibration)
 
 
 class SegmentTask(Task):

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 
+import numpy as np
 import pytest
 
 from galcnn.checkpoint import load_checkpoint
@@ -37,3 +38,34 @@ def test_train_segment_needs_masks(tmp_path):
         train(plain, str(tmp_path / "run"), TrainOptions(task="segment", epochs=1))
     with pytest.raises(TrainError, match="--arch unet cannot classify"):
         train(plain, str(tmp_path / "run"), TrainOptions(arch="unet", epochs=1))
+
+
+def test_calibration_only_where_the_validation_split_supports_it():
+    from galcnn.stages.train.tasks import calibrate
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 16)
+    sure = np.eye(3)[labels] * 8.0  # 16 samples, all correct
+    small = calibrate(sure, labels)
+    assert not small["fitted"] and small["temperature"] == 1.0
+    assert small["note"].startswith("not fitted: 16 validation samples with 0 errors")
+    labels = rng.integers(0, 3, 300)
+    guesses = np.where(rng.random(300) < 0.7, labels, (labels + 1) % 3)
+    overconfident = np.eye(3)[guesses] * 8.0  # wrong 30 % of the time, always sure
+    fitted = calibrate(overconfident, labels)
+    assert fitted["fitted"] and fitted["temperature"] > 2.0 and fitted["errors"] > 60
+
+
+def test_a_small_validation_split_leaves_the_beliefs_uncalibrated(simulated, tmp_path):
+    from click.testing import CliRunner
+
+    from galcnn.cli import cli
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--data", simulated, "--out", str(run),
+                                      "--epochs", "1", "--width", "8", "--batch-size", "16"])
+    assert result.exit_code == 0, result.output
+    card = load_checkpoint(str(run))["card"]
+    assert card.temperature == 1.0 and not card.calibration["fitted"]
+    assert card.calibration["n"] == 32
+    assert "temperature not fitted: 32 validation samples" in " ".join(result.output.split())
