@@ -32,3 +32,26 @@ def test_cli_bad_inputs_resume_and_exit_status(unet, field_file, tmp_path):
     missing_model = CliRunner().invoke(cli, ["segment", os.path.join(unet, "nothing.pt"),
                                              field_file, "-o", out])
     assert missing_model.exit_code == 2
+
+
+def test_outputs_of_another_model_are_refused_and_reruns_add_no_rows(unet, field_file,
+                                                                      tmp_path):
+    from galcnn.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(unet)
+    other = str(tmp_path / "other.pt")
+    save_checkpoint(other, state["card"].with_updates(training={"note": "another model"}),
+                    state["model"])
+    out = str(tmp_path / "seg")
+    first = CliRunner().invoke(cli, ["segment", unet, field_file, "-o", out])
+    assert first.exit_code == 0, first.output
+    rows = open(os.path.join(out, "segment.csv")).read().splitlines()
+    again = CliRunner().invoke(cli, ["segment", unet, field_file, "-o", out])
+    assert again.exit_code == 0 and "skipped (existing): 1" in again.output
+    assert open(os.path.join(out, "segment.csv")).read().splitlines() == rows
+    refused = CliRunner().invoke(cli, ["segment", other, field_file, "-o", out])
+    assert refused.exit_code == 1
+    assert "field.seg.fits was written by another model" in refused.output
+    assert "--overwrite" in refused.output
+    replaced = CliRunner().invoke(cli, ["segment", other, field_file, "-o", out, "--overwrite"])
+    assert replaced.exit_code == 0 and "skipped (existing): 0" in replaced.output

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+from astropy.io import fits
 
 from galcnn import __version__
 from galcnn.data.atomic import make_directory
@@ -93,7 +94,8 @@ def segment(model_path: str, inputs: list[str], out_dir: str,
             progress: Callable[[int], Callable[[int], None]] | None = None) -> SegmentResult:
     """Segment every image HDU of ``inputs`` into ``out_dir``; see the module docstring.
 
-    Existing outputs are skipped unless ``options.overwrite``, so a rerun resumes.
+    Existing outputs of the same model are skipped unless ``options.overwrite``, so a rerun
+    resumes; outputs of another model in ``out_dir`` are refused without ``overwrite``.
     """
     started = time.monotonic()
     options = options or SegmentOptions()
@@ -105,24 +107,53 @@ def segment(model_path: str, inputs: list[str], out_dir: str,
         sources, _, _ = collect_sources(inputs, require_any=True)
     except ValueError as exc:
         raise SegmentError(str(exc)) from exc
+    if not options.overwrite:
+        _refuse_other_models(out_dir, segmenter)
     make_directory(out_dir)
     result = SegmentResult(out_dir=out_dir)
     log_path = os.path.join(out_dir, "segment.csv")
-    new_log = not os.path.exists(log_path)
+    logged = _logged_outputs(log_path)
     advance = progress(len(sources)) if progress else None
     with open(log_path, "a", newline="", encoding="utf-8") as log_handle:
         log = csv.DictWriter(log_handle, fieldnames=LOG_COLUMNS)
-        if new_log:
+        if logged is None:
             log.writeheader()
         for source in sources:
-            for row in _segment_file(source.paths[0], source.relative, segmenter, options, out_dir,
-                                     result):
+            for row in _segment_file(source.paths[0], source.relative, segmenter, options,
+                                     out_dir, result):
+                if row["status"].startswith("exists") and row["output"] in (logged or ()):
+                    continue  # its row is in the log already
                 log.writerow(row)
                 log_handle.flush()
             if advance:
                 advance(1)
     result.elapsed_s = time.monotonic() - started
     return result
+
+
+def _refuse_other_models(out_dir: str, segmenter: Segmenter) -> None:
+    """Outputs of another model must not be mistaken for this one's: refuse them."""
+    for directory, _, files in os.walk(out_dir):
+        for name in sorted(files):
+            if not name.endswith(".seg.fits"):
+                continue
+            path = os.path.join(directory, name)
+            try:
+                written_by = fits.getval(path, "MODELSHA")
+            except (OSError, KeyError):
+                written_by = "?"
+            if written_by != segmenter.checksum[:16]:
+                raise SegmentError(f"{path} was written by another model (MODELSHA "
+                                   f"{written_by}, this one {segmenter.checksum[:16]}); use "
+                                   "--overwrite to replace its outputs, or another directory")
+
+
+def _logged_outputs(log_path: str) -> set[str] | None:
+    """Outputs ``segment.csv`` already lists (None: no log yet, or one without its header)."""
+    if not os.path.exists(log_path) or os.path.getsize(log_path) == 0:
+        return None
+    with open(log_path, newline="", encoding="utf-8") as handle:
+        return {row["output"] for row in csv.DictReader(handle) if row.get("output")}
 
 
 def _output_stem(out_dir: str, source_id: str, hdu_index: int, multi: bool) -> str:
