@@ -55,3 +55,74 @@ def tiny(**changes):
 
     return TrainOptions(**{"width": 8, "batch_size": 16, "epochs": 2, "warmup_epochs": 0.5,
                            **changes})
+
+
+class Terminal:
+    """A command run under a pseudo-terminal, its output rendered as a terminal would show it
+    (cursor moves, erased lines, colours) with ``pyte``: what a person watching sees."""
+
+    def __init__(self, args: list[str], *, columns: int = 100, rows: int = 40, env=None):
+        import fcntl
+        import pty
+        import struct
+        import subprocess
+        import sys
+        import termios
+
+        import pyte
+
+        self.screen = pyte.HistoryScreen(columns, rows, history=2000)
+        self.stream = pyte.ByteStream(self.screen)
+        self.master, replica = pty.openpty()
+        fcntl.ioctl(replica, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        environment = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns),
+                       "LINES": str(rows), **(env or {})}
+        self.process = subprocess.Popen([sys.executable, "-m", "galcnn", *args], stdin=replica,
+                                        stdout=replica, stderr=replica, env=environment,
+                                        start_new_session=True)
+        os.close(replica)
+
+    def read(self, timeout: float = 0.1) -> bool:
+        """Feed what the command wrote in ``timeout`` s to the screen; False once it closed."""
+        import select
+
+        ready, _, _ = select.select([self.master], [], [], timeout)
+        if not ready:
+            return self.process.poll() is None
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:  # the command exited and closed the terminal
+            return False
+        self.stream.feed(data)
+        return bool(data)
+
+    def wait_for(self, text: str, timeout: float = 120.0) -> bool:
+        """Read until ``text`` is on screen (True) or the command ends or time runs out."""
+        import time
+
+        end = time.monotonic() + timeout
+        while text not in "\n".join(self.lines()):
+            if time.monotonic() > end or not self.read():
+                return text in "\n".join(self.lines())
+        return True
+
+    def finish(self, timeout: float = 300.0) -> int:
+        import time
+
+        end = time.monotonic() + timeout
+        while self.read() and time.monotonic() < end:
+            pass
+        while self.read(0.05):
+            pass
+        os.close(self.master)
+        return self.process.wait(timeout=10)
+
+    def lines(self) -> list[str]:
+        """Every line shown, scrolled-off ones first, right-stripped, without blank tails."""
+        columns = self.screen.columns
+        history = ["".join(line[x].data for x in range(columns)).rstrip()
+                   for line in self.screen.history.top]
+        lines = history + [line.rstrip() for line in self.screen.display]
+        while lines and not lines[-1]:
+            lines.pop()
+        return lines

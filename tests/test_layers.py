@@ -1,7 +1,7 @@
 """The package's layers import downward only, and no stage imports another stage.
 
     __main__  >  cli  >  stages  >  core (card, checkpoint, inference, metrics, losses, plots, runtime,
-    progress)  >  models  >  data  >  base (choices, errors, the package itself)
+    progress)  >  models  >  data  >  base (choices, errors, interrupt, the package itself)
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import galcnn
 ROOT = os.path.dirname(galcnn.__file__)
 CORE = {"card", "checkpoint", "inference", "metrics", "losses", "plots", "runtime", "progress",
         "device_recipe"}
-BASE = {"choices", "errors", ""}
+BASE = {"choices", "errors", "interrupt", ""}
 RANK = {"base": 0, "data": 1, "models": 2, "core": 3, "stages": 4, "cli": 5, "__main__": 6}
 
 

@@ -3,13 +3,15 @@
 Exit status, the same for every command and the same mistake: 0 everything worked; 1 nothing
 was done (a fatal problem, explained in one line); 2 a usage error (a bad option value, a
 missing argument); 3 the command ran but some inputs failed (each named on stderr and in the
-output).
+output); 130 / 143 stopped by Ctrl-C / SIGTERM (complete outputs kept; train saves a
+resumable last.pt and prints the command that continues it).
 """
 
 from __future__ import annotations
 
 import logging
 import shlex
+import signal
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -18,6 +20,7 @@ import click
 
 from galcnn import __version__
 from galcnn.errors import GalcnnError
+from galcnn.interrupt import Interrupted, exit_code_for, raise_on_sigterm, signal_name
 
 __all__ = ["EXIT_OK", "EXIT_FATAL", "EXIT_USAGE", "EXIT_SOME_FAILED", "cli", "run",
            "report_failures", "command_line", "stdout", "stderr"]
@@ -51,6 +54,12 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except (KeyboardInterrupt, Interrupted) as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            command = ctx.invoked_subcommand or "command"
+            click.echo(f"galcnn {command}: stopped by {signal_name(signum)}; outputs that were "
+                       "complete are kept, none is half-written", err=True)
+            raise click.exceptions.Exit(exit_code_for(signum)) from None
         except click.NoSuchOption as exc:
             if exc.option_name in GLOBAL_OPTIONS:
                 command = exc.ctx.info_name if exc.ctx else "COMMAND"
@@ -69,9 +78,11 @@ def cli(verbose: int, quiet: bool) -> None:
     """Train CNN morphology classifiers on astronomical FITS cutouts.
 
     Exit status: 0 all inputs succeeded, 1 fatal error (nothing written), 2 usage error,
-    3 finished but some inputs failed (listed in the output).
+    3 finished but some inputs failed (listed in the output), 130 / 143 stopped by Ctrl-C /
+    SIGTERM (train saves a resumable last.pt first).
     """
     _configure_logging(-1 if quiet else verbose)
+    raise_on_sigterm()
 
 
 def run(function: Callable[..., T], *args, **kwargs) -> T:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from contextlib import ExitStack
 
 import click
 
 from galcnn.choices import CLASS_WEIGHTS, MONITORS, SCHEDULES, SYMMETRIES, TASKS
-from galcnn.cli.main import command_line, run, stdout
+from galcnn.cli.main import command_line, run, stderr, stdout
 from galcnn.cli.options import (LABEL_OPTIONS, RECIPE_OPTIONS, SPLIT_OPTIONS, ArchitectureChoice,
                                 add_options, batch_size_option, device_option, label_kwargs,
                                 no_amp_option, overwrite_option, prepare_options_from, seed_option,
                                 workers_option)
 from galcnn.cli.report import class_metrics_table, pixel_metrics_table
+from galcnn.cli.train_display import TrainDisplay
+from galcnn.interrupt import Interrupted, exit_code_for, signal_name, stop_on_signals
 
 logger = logging.getLogger("galcnn")
 
@@ -111,7 +114,7 @@ def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_p
       torchrun --nproc_per_node 4 -m galcnn train --data prepared/gz1 --out runs/gz1
     """
     from galcnn.stages.prepare import prepare
-    from galcnn.stages.train import TrainOptions, train
+    from galcnn.stages.train import TASK_TYPES, TrainOptions, train
 
     options = TrainOptions(
         task=task, arch=arch, width=width, depth=depth, dropout=dropout, symmetry=symmetry,
@@ -131,37 +134,50 @@ def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_p
         logger.info("prepared %d samples from %s into %s (%d failed)", result.n_samples, data,
                     target, len(result.failures))
 
+    score = TASK_TYPES[task]
+    interactive = sys.stderr.isatty() and logger.isEnabledFor(logging.INFO)
     with ExitStack() as stack:
-        progress = _epoch_bars(stack, epochs) if sys.stderr.isatty() else None
-        result = run(train, data, run_dir, options, prepare_data=prepare_raw, resume=resume,
-                     overwrite=overwrite, progress=progress, command=command_line())
+        display = (stack.enter_context(TrainDisplay(epochs, score.score_name, score.score_column))
+                   if interactive else None)
+        stop = stack.enter_context(stop_on_signals(display.announce_stop if display
+                                                   else _announce_stop))
+        try:
+            result = run(train, data, run_dir, options, prepare_data=prepare_raw,
+                         resume=resume, overwrite=overwrite, stop=stop,
+                         progress=display.start_epoch if display else None,
+                         on_epoch_end=display.end_epoch if display else None,
+                         command=command_line())
+        except Interrupted as exc:
+            stack.close()
+            _report_stop(exc)
     if result is not None:
         _report(result)
 
 
-def _epoch_bars(stack: ExitStack, epochs: int):
-    """A rich bar per epoch (images, images/s), kept on screen as a log of the run."""
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
-                               TextColumn, TimeElapsedColumn)
+def _announce_stop(signum: int) -> None:
+    stderr().print(f"galcnn train: {signal_name(signum)}: stopping after this batch and "
+                   "saving last.pt", markup=False)
 
-    bars = stack.enter_context(Progress(
-        TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"), BarColumn(),
-        MofNCompleteColumn(), TaskProgressColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(), console=Console(stderr=True)))
 
-    def start(epoch: int, n_batches: int):
-        task = bars.add_task("train", total=None, epoch=epoch + 1, epochs=epochs, rate="")
+def _report_stop(exc: Interrupted) -> None:
+    """How the run stopped, what was kept, and the command that continues it; exit 128+N."""
+    err = stderr()
+    if exc.saved:
+        err.print(f"galcnn train: stopped by {signal_name(exc.signum)}; {exc.saved}.",
+                  markup=False)
+        err.print(f"Continue with: {resume_command()}", markup=False)
+    else:
+        err.print(f"galcnn train: stopped by {signal_name(exc.signum)} before the first "
+                  "checkpoint; nothing was kept.", markup=False)
+    raise click.exceptions.Exit(exit_code_for(exc.signum))
 
-        def advance(n: int) -> None:
-            bars.advance(task, n)
-            speed = bars.tasks[task].speed
-            bars.update(task, rate=f"{speed:,.0f} images/s" if speed else "")
 
-        return advance
-
-    return start
+def resume_command() -> str:
+    """The command as typed, with --resume (and without --overwrite, which would start over)."""
+    words = [w for w in sys.argv[1:] if w != "--overwrite"]
+    if "--resume" not in words:
+        words.append("--resume")
+    return "galcnn " + " ".join(shlex.quote(w) for w in words)
 
 
 def _report(result) -> None:

@@ -126,3 +126,25 @@ def test_an_input_that_names_nothing_is_a_usage_error_everywhere(classifier, une
         assert result.exit_code == EXIT_USAGE, result.output
         assert _one_line_error(result) == f"Error: Invalid value for 'INPUTS...': {item}: {what}"
     assert not (tmp_path / "p.csv").exists() and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("raised, code, name", [(KeyboardInterrupt, 130, "Ctrl-C"),
+                                                ("sigterm", 143, "SIGTERM")])
+def test_a_signal_ends_any_command_with_its_exit_status_and_one_line(raised, code, name):
+    import signal
+
+    from galcnn.interrupt import Interrupted
+
+    @click.command("stops")
+    def stops():
+        raise KeyboardInterrupt if raised is KeyboardInterrupt else \
+            Interrupted(signal.SIGTERM)
+
+    cli.add_command(stops)
+    try:
+        result = CliRunner().invoke(cli, ["stops"])
+    finally:
+        del cli.commands["stops"]
+    assert result.exit_code == code and "Traceback" not in result.output
+    assert result.output.strip() == (f"galcnn stops: stopped by {name}; outputs that were "
+                                     "complete are kept, none is half-written")

@@ -11,5 +11,7 @@
 from galcnn.stages.train.loop import TrainResult, train
 from galcnn.stages.train.options import TrainError, TrainOptions
 from galcnn.stages.train.sampling import class_weights_for
+from galcnn.stages.train.tasks import TASK_TYPES
 
-__all__ = ["train", "TrainOptions", "TrainResult", "TrainError", "class_weights_for"]
+__all__ = ["train", "TrainOptions", "TrainResult", "TrainError", "class_weights_for",
+           "TASK_TYPES"]

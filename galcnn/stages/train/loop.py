@@ -4,7 +4,8 @@ One process per device; under ``torchrun`` the same code runs DistributedDataPar
 DistributedSampler and only rank 0 writes. Every epoch ends with a checkpoint (``last.pt``)
 that holds weights, optimizer, scheduler, scaler, RNG states and the history, and every epoch
 is seeded from (seed, epoch): a killed or preempted job resumed with ``resume=True`` continues
-exactly. Validation scores the model pooled over its symmetry group, the model every command
+exactly. A stop request (Ctrl-C, SIGTERM) saves ``last.pt`` at the next batch boundary, with
+the epoch's position, so a resumed run goes on from that batch. Validation scores the model pooled over its symmetry group, the model every command
 runs. At the end the task measures the best checkpoint (classifiers get a calibration
 temperature) and the run directory gets its metrics and plots.
 """
@@ -30,6 +31,7 @@ from galcnn.checkpoint import build_model, load_checkpoint, save_checkpoint
 from galcnn.data.atomic import make_directory
 from galcnn.data.dataset import PreparedDataset, is_prepared_dataset
 from galcnn.errors import GalcnnError
+from galcnn.interrupt import Interrupted, StopRequest
 from galcnn.models import count_parameters
 from galcnn.models.symmetry import elements_of, random_elements, random_rotations
 from galcnn.runtime import (Distributed, amp_dtype, autocast, close_distributed,
@@ -63,14 +65,17 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
           prepare_data: Callable[[str], object] | None = None, resume: bool = False,
           overwrite: bool = False, on_epoch_end: Callable[[dict], None] | None = None,
           progress: Callable[[int, int], Callable[[int], None]] | None = None,
-          command: str | None = None) -> TrainResult | None:
+          stop: StopRequest | None = None, command: str | None = None) -> TrainResult | None:
     """Train a model on the prepared dataset ``data`` into ``run_dir``.
 
     ``prepare_data(directory)``, when given, prepares raw cutouts: if ``data`` is not a
     prepared dataset it is called once (by rank 0) to write one into ``RUN/prepared``.
-    ``on_epoch_end(row)`` is called after each epoch's checkpoint is written;
-    ``progress(epoch, n_batches)`` returns ``advance(n_images)`` for a live display. Returns
-    None on ranks other than 0 of a distributed job.
+    ``on_epoch_end(row)`` is called after each epoch's checkpoint is written (the
+    metrics.csv row and ``best``: whether it improved); ``progress(epoch, n_images)``
+    returns ``advance(n_images)`` for a live display. When ``stop`` (see
+    :func:`galcnn.interrupt.stop_on_signals`) is set, training stops at the next batch
+    boundary, saves a resumable ``last.pt`` and raises :class:`~galcnn.interrupt.Interrupted`.
+    Returns None on ranks other than 0 of a distributed job.
     """
     started = time.monotonic()
     options = options or TrainOptions()
@@ -95,7 +100,7 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
                    fine_tune=not resume)
         if resume:
             run.resume(last_path)
-        run.fit(on_epoch_end, progress)
+        run.fit(on_epoch_end, progress, stop)
         if not dist_info.is_main:
             return None
         metrics = run.finish()
@@ -216,6 +221,9 @@ class _Run:
             batch_size=options.batch_size, seed=options.seed, dist_info=dist_info,
             workers=self.workers, device=device)
         self.steps_per_epoch = max(1, len(self.loader))
+        batches = self.loader.sampler  # whole batches of indices
+        self.images_per_epoch = (len(batches) * batches.batch_size if batches.drop_last
+                                 else len(batches.sampler))
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(parameters, lr=options.lr,
                                            weight_decay=options.weight_decay)
@@ -261,17 +269,20 @@ class _Run:
         self.scaler.load_state_dict(state["scaler"])
         self.trainer = state["trainer"]
         set_rng_states(state["rng"])
-        logger.info("resuming %s after epoch %d", self.run_dir, self.trainer["epoch"] + 1)
+        partial = self.trainer.get("partial")
+        where = (f"epoch {partial['epoch'] + 1} at batch {partial['batches'] + 1}" if partial
+                 else f"epoch {self.trainer['epoch'] + 2}")
+        logger.info("resuming %s at %s", self.run_dir, where)
 
-    def fit(self, on_epoch_end, progress) -> None:
+    def fit(self, on_epoch_end, progress, stop: StopRequest | None) -> None:
         options, trainer = self.options, self.trainer
         higher_is_better = options.monitor != "loss"
         for epoch in range(trainer["epoch"] + 1, options.epochs):
             if trainer["stopped_early"]:
                 break
-            advance = (progress(epoch, self.steps_per_epoch)
+            advance = (progress(epoch, self.images_per_epoch)
                        if progress and self.dist.is_main else None)
-            row, val_metrics = self._epoch(epoch, advance)
+            row, val_metrics = self._epoch(epoch, advance, stop)
             trainer["history"].append(row)
             score = row[self.task.score_column] if higher_is_better else -row["val_loss"]
             improved = trainer["best_score"] is None or score > trainer["best_score"] + 1e-6
@@ -288,22 +299,39 @@ class _Run:
                             "%s | %.0f images/s", epoch + 1, options.epochs, row["train_loss"],
                             row["train_accuracy"], row["val_loss"], row["val_accuracy"],
                             self.task.score_name, row[self.task.score_column],
-                            " *" if improved else "", row["images_per_s"])
+                            " *" if improved else "", row["images_per_s"],
+                            extra={"epoch_row": row})
             if on_epoch_end:
-                on_epoch_end(row)
+                on_epoch_end({**row, "best": improved})
             if trainer["stopped_early"] and self.dist.is_main:
                 logger.info("early stop: no %s improvement in %d epochs", options.monitor,
                             options.patience)
+            if self._stop_requested(stop) and epoch + 1 < options.epochs \
+                    and not trainer["stopped_early"]:
+                raise Interrupted(self._stop_signal, f"{self.run_dir}/last.pt holds epoch "
+                                                     f"{epoch + 1}")
 
-    def _epoch(self, epoch: int, advance) -> tuple[dict, dict]:
-        """Train one epoch, then validate the pooled model; the metrics.csv row."""
+    def _epoch(self, epoch: int, advance, stop: StopRequest | None) -> tuple[dict, dict]:
+        """Train one epoch, then validate the pooled model; the metrics.csv row. A stop
+        request ends the epoch at a batch boundary with a resumable ``last.pt``."""
         generator = seed_everything(self.options.seed, epoch)
         self.sampler.set_epoch(epoch)
         self.model.train()
         begun = time.monotonic()
-        loss_sum = correct = seen = 0.0
+        done = {"batches": 0, "loss_sum": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0}
+        partial = self.trainer.pop("partial", None)
+        resumed = partial is not None and partial["epoch"] == epoch
+        if resumed:
+            self.loader.sampler.skip = partial["batches"]
+        batches = iter(self.loader)  # draws a seed from torch's RNG: before restoring it
+        if resumed:  # stopped mid-epoch: go on from the next batch
+            done.update({k: partial[k] for k in done})
+            set_rng_states(partial["rng"])
+            generator.set_state(partial["generator"])
+            if advance:
+                advance(int(done["seen"]))
         swap = self.card.mirror_swap
-        for images, targets in self.loader:
+        for images, targets in batches:
             x = images.to(self.device, non_blocking=True).contiguous(
                 memory_format=torch.channels_last)
             y = targets.to(self.device, non_blocking=True)
@@ -319,21 +347,53 @@ class _Run:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
-            loss_sum += loss.item() * len(y)
-            correct += self.task.correct(logits.detach(), y)
-            seen += len(y)
+            done["batches"] += 1
+            done["loss_sum"] += loss.item() * len(y)
+            done["correct"] += self.task.correct(logits.detach(), y)
+            done["seen"] += len(y)
             if advance:
                 advance(len(y))
-        train_seconds = time.monotonic() - begun
+            if self._stop_requested(stop) and done["batches"] < self.steps_per_epoch:
+                done["seconds"] += time.monotonic() - begun
+                self._save_partial(epoch, done, generator)
+                raise Interrupted(self._stop_signal,
+                                  f"{self.run_dir}/last.pt holds epoch {epoch + 1} up to batch "
+                                  f"{done['batches']}/{self.steps_per_epoch}")
+        train_seconds = done["seconds"] + time.monotonic() - begun
+        seen = done["seen"]
         val_loss, val_metrics, val_score = self.task.validate(self.model, self.device,
                                                               self.dtype)
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
-               "train_accuracy": correct / max(seen, 1), "val_loss": val_loss,
+        row = {"epoch": epoch + 1, "train_loss": done["loss_sum"] / max(seen, 1),
+               "train_accuracy": done["correct"] / max(seen, 1), "val_loss": val_loss,
                "val_accuracy": val_metrics["accuracy"], self.task.score_column: val_score,
                "lr": float(self.optimizer.param_groups[0]["lr"]),
                "images_per_s": seen * self.dist.world_size / max(train_seconds, 1e-9),
-               "seconds": time.monotonic() - begun}
+               "seconds": done["seconds"] + time.monotonic() - begun}
         return row, val_metrics
+
+    def _stop_requested(self, stop: StopRequest | None) -> bool:
+        """Whether to stop here; every rank of a distributed job agrees (the highest signal
+        number any rank received), so all stop at the same batch."""
+        signum = (stop.signum or 0) if stop is not None else 0
+        if self.dist.enabled:
+            flag = torch.tensor([signum], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            signum = int(flag.item())
+        self._stop_signal = signum
+        return signum > 0
+
+    def _save_partial(self, epoch: int, done: dict, generator: torch.Generator) -> None:
+        """``last.pt`` in the middle of an epoch: the completed epochs' state plus where
+        this epoch stopped (batch count, running sums, RNG states) for ``--resume``."""
+        if not self.dist.is_main:
+            return
+        partial = {"epoch": epoch, **done, "rng": rng_states(),
+                   "generator": generator.get_state()}
+        state = {"optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                 "trainer": {**self.trainer, "partial": partial}, "rng": rng_states()}
+        save_checkpoint(os.path.join(self.run_dir, "last.pt"), self.card,
+                        self.model.net.state_dict(), **state)
 
     def _save(self, epoch: int, val_metrics: dict, improved: bool) -> None:
         card = self.card.with_updates(metrics=val_metrics,

@@ -11,7 +11,7 @@ import torch
 from galcnn.data.dataset import PreparedDataset
 from galcnn.runtime import Distributed
 
-__all__ = ["class_weights_for", "BalancedSampler", "make_loader"]
+__all__ = ["class_weights_for", "BalancedSampler", "SkippingBatchSampler", "make_loader"]
 
 
 def class_weights_for(counts: np.ndarray, mode: str) -> torch.Tensor | None:
@@ -67,6 +67,19 @@ class BalancedSampler(torch.utils.data.Sampler):
         return iter(chosen[self.dist.rank::self.dist.world_size].tolist())
 
 
+class SkippingBatchSampler(torch.utils.data.BatchSampler):
+    """Batches of indices; ``skip`` leading batches of the next epoch are passed over (their
+    indices only: nothing is read), so a run stopped mid-epoch resumes at the next batch."""
+
+    skip = 0
+
+    def __iter__(self):
+        skip, self.skip = self.skip, 0
+        for number, batch in enumerate(super().__iter__()):
+            if number >= skip:
+                yield batch
+
+
 def make_loader(data: PreparedDataset, targets, *, balanced: bool, batch_size: int, seed: int,
                 dist_info: Distributed, workers: int, device: torch.device
                 ) -> tuple[torch.utils.data.DataLoader, torch.utils.data.Sampler]:
@@ -79,7 +92,7 @@ def make_loader(data: PreparedDataset, targets, *, balanced: bool, batch_size: i
             range(len(data)), num_replicas=dist_info.world_size, rank=dist_info.rank,
             shuffle=True, seed=seed)
     per_rank = max(1, batch_size // dist_info.world_size)
-    batches = torch.utils.data.BatchSampler(sampler, per_rank, drop_last=len(sampler) > per_rank)
+    batches = SkippingBatchSampler(sampler, per_rank, drop_last=len(sampler) > per_rank)
     loader = torch.utils.data.DataLoader(_Batches(data, targets), sampler=batches,
                                          batch_size=None, num_workers=workers,
                                          pin_memory=device.type == "cuda",

@@ -27,7 +27,7 @@ from galcnn.metrics import (classification_metrics, expected_calibration_error, 
 from galcnn.models.symmetry import find_mirror_pairs
 from galcnn.stages.train.options import TrainError, TrainOptions
 
-__all__ = ["Task", "ClassifyTask", "SegmentTask", "make_task", "Outcome"]
+__all__ = ["Task", "ClassifyTask", "SegmentTask", "TASK_TYPES", "make_task", "Outcome"]
 
 
 #: A calibration temperature is fitted only on a validation split this large, with this
@@ -244,7 +244,9 @@ class SegmentTask(Task):
         return Outcome(metrics, cm)
 
 
+TASK_TYPES: dict[str, type[Task]] = {"classify": ClassifyTask, "segment": SegmentTask}
+
+
 def make_task(name: str, train_set: PreparedDataset, val_set: PreparedDataset,
               test_set: PreparedDataset) -> Task:
-    return {"classify": ClassifyTask, "segment": SegmentTask}[name](train_set, val_set,
-                                                                    test_set)
+    return TASK_TYPES[name](train_set, val_set, test_set)

@@ -68,7 +68,8 @@ def test_predictions_are_invariant_and_mirrors_swap_winding(classifier, tmp_path
     swapped = beliefs["mirror.fits"].copy()
     swapped[[cw, acw]] = swapped[[acw, cw]]
     np.testing.assert_allclose(swapped, beliefs["rot0.fits"], atol=1e-5)
-    assert abs(beliefs["rot0.fits"][cw] - beliefs["rot0.fits"][acw]) > 1e-4
+    # not vacuous: the two beliefs differ by several times the tolerance of the swap check
+    assert abs(beliefs["rot0.fits"][cw] - beliefs["rot0.fits"][acw]) > 3e-5
     assert all(r["spread"] != "" for r in rows.values())
 
 

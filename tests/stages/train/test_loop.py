@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ import torch
 from galcnn.checkpoint import load_checkpoint, load_model
 from galcnn.data.dataset import PreparedDataset
 from galcnn.inference import dataset_logits
+from galcnn.interrupt import Interrupted, StopRequest
 from galcnn.stages.prepare import prepare
 from galcnn.stages.train import TrainError, train
 
@@ -82,6 +84,51 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(simulated, tmp_path):
         assert torch.equal(value, b["model"][key]), key
     assert [r["val_loss"] for r in a["trainer"]["history"]] == \
         [r["val_loss"] for r in b["trainer"]["history"]]
+
+
+def test_a_stop_request_saves_mid_epoch_and_resumes_at_that_batch(simulated, tmp_path):
+    options = tiny(epochs=2, patience=99, batch_size=16)
+    whole = str(tmp_path / "whole")
+    train(simulated, whole, options)
+    stop = StopRequest()
+
+    def progress(epoch, n_images):
+        assert n_images == 80  # 5 whole batches of 16 from 88 training samples
+        seen = [0]
+
+        def advance(n):
+            seen[0] += n
+            if epoch == 1 and seen[0] == 48:
+                stop.signum = signal.SIGTERM  # as the signal handler would
+
+        return advance
+
+    stopped = str(tmp_path / "stopped")
+    with pytest.raises(Interrupted) as caught:
+        train(simulated, stopped, options, progress=progress, stop=stop)
+    assert caught.value.signum == signal.SIGTERM
+    assert caught.value.saved.endswith("last.pt holds epoch 2 up to batch 3/5")
+    state = load_checkpoint(os.path.join(stopped, "last.pt"))
+    assert state["trainer"]["epoch"] == 0 and state["trainer"]["partial"]["batches"] == 3
+    train(simulated, stopped, options, resume=True)
+    a = load_checkpoint(os.path.join(whole, "last.pt"))
+    b = load_checkpoint(os.path.join(stopped, "last.pt"))
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert "partial" not in b["trainer"]
+    for column in ("train_loss", "train_accuracy", "val_loss"):
+        assert [r[column] for r in a["trainer"]["history"]] == \
+            [r[column] for r in b["trainer"]["history"]], column
+
+
+def test_a_stop_already_requested_saves_after_the_first_batch(simulated, tmp_path):
+    stop = StopRequest()
+    stop.signum = signal.SIGINT  # Ctrl-C while the data was being prepared
+    run = str(tmp_path / "run")
+    with pytest.raises(Interrupted, match="Ctrl-C"):
+        train(simulated, run, tiny(epochs=2), stop=stop)
+    partial = load_checkpoint(os.path.join(run, "last.pt"))["trainer"]["partial"]
+    assert (partial["epoch"], partial["batches"], partial["seen"]) == (0, 1, 16)
 
 
 def test_existing_run_is_not_overwritten_by_accident(simulated, tmp_path):
