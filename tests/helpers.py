@@ -126,3 +126,11 @@ class Terminal:
         while lines and not lines[-1]:
             lines.pop()
         return lines
+
+    def text(self) -> str:
+        """Everything shown as one string, unstripped lines joined, so that text wrapped at
+        the terminal's edge reads whole (a space that fell on the edge is kept)."""
+        columns = self.screen.columns
+        history = ["".join(line[x].data for x in range(columns))
+                   for line in self.screen.history.top]
+        return "".join(history + list(self.screen.display))

@@ -62,7 +62,7 @@ def test_ctrl_c_saves_says_how_to_resume_and_resume_finishes(tmp_path):
     assert terminal.wait_for(" 2/200 ")
     terminal.process.send_signal(signal.SIGINT)
     assert terminal.finish() == 130
-    text = "".join(terminal.lines())  # long lines wrap at the terminal's edge
+    text = terminal.text()  # long lines wrap at the terminal's edge
     assert "Ctrl-C: stopping after this batch" in text
     said = re.search(r"stopped by Ctrl-C; (\S+) holds epoch (\d+) up to batch (\d+)/13\.", text)
     assert said and said[1] == str(run / "last.pt"), text
