@@ -12,9 +12,8 @@ import shutil
 import sys
 
 import numpy as np
-from astropy.io import fits
 
-from galcnn.data.simulate import CLASSES, simulate_cutout, simulate_field, write_cutout
+from galcnn.data.simulate import CLASSES, simulate_cutout, write_cutout, write_field
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 N_SIMULATED_PER_CLASS = 30
@@ -33,22 +32,8 @@ def make_simulated(rng: np.random.Generator) -> None:
 
 
 def make_field(rng: np.random.Generator) -> None:
-    image, class_map, objects, header = simulate_field((512, 512), n_galaxies=30, n_stars=20,
-                                                       rng=rng)
-    header["CLASSES"] = (",".join(CLASSES), "CLASSMAP k>0: class k-1")
-    table = fits.BinTableHDU.from_columns([
-        fits.Column(name="kind", format="12A", array=[o["kind"] for o in objects]),
-        fits.Column(name="x", format="E", array=[o["x"] for o in objects]),
-        fits.Column(name="y", format="E", array=[o["y"] for o in objects]),
-        fits.Column(name="snr", format="E", array=[o["snr"] for o in objects]),
-    ], name="OBJECTS")
-    fits.HDUList([
-        fits.PrimaryHDU(),
-        fits.CompImageHDU(image, header=header, name="SCI", compression_type="RICE_1",
-                          quantize_level=8.0),
-        fits.CompImageHDU(class_map, header=header, name="CLASSMAP", compression_type="RICE_1"),
-        table,
-    ]).writeto(os.path.join(HERE, "field.fits.fz"), overwrite=True)
+    write_field(os.path.join(HERE, "field.fits.fz"), rng, (512, 512), n_galaxies=30,
+                n_stars=20)
 
 
 def _copy_subset(shared: str, name: str, rows_per_class: int, keep, fields: list[str]) -> None:

@@ -29,8 +29,12 @@ from galcnn.cli.options import (batch_size_option, device_option, hdu_option, in
                                  "most probable class].")
 @click.option("--min-area", type=click.IntRange(1), default=5, show_default=True,
               help="Drop objects with fewer pixels.")
-@click.option("--watershed", is_flag=True, help="Split touching objects (distance-transform "
-                                                "watershed).")
+@click.option("--deblend/--no-deblend", default=True, show_default=True,
+              help="Split touching objects where their flux has separate peaks (photutils "
+                   "multi-threshold deblending of each footprint).")
+@click.option("--deblend-contrast", type=click.FloatRange(0, 1), default=0.02,
+              show_default=True, help="Share of a footprint's flux a peak needs to become its "
+                                      "own object (0 splits at every peak, 1 never).")
 @click.option("--tta/--no-tta", default=True, show_default=True,
               help="Average the maps over the model's symmetry group (the validated model); "
                    "--no-tta runs the bare U-Net, faster.")
@@ -43,7 +47,8 @@ from galcnn.cli.options import (batch_size_option, device_option, hdu_option, in
 @batch_size_option(None, "Tiles per forward pass [default: 1 on a CPU, 8 on a GPU].")
 @device_option
 @no_amp_option
-def command(model, inputs, out_dir, hdu, tile, halo, threshold, min_area, watershed, tta,
+def command(model, inputs, out_dir, hdu, tile, halo, threshold, min_area, deblend,
+            deblend_contrast, tta,
             catalogue_format, overlay, overwrite, batch_size, device, no_amp):
     """U-Net probability maps, masks, object label maps and catalogues for INPUTS.
 
@@ -62,7 +67,8 @@ def command(model, inputs, out_dir, hdu, tile, halo, threshold, min_area, waters
     from galcnn.stages.segment import SegmentOptions, segment
 
     options = SegmentOptions(tile=tile, halo=halo, batch_size=batch_size, threshold=threshold,
-                             min_area=min_area, watershed=watershed, tta=tta, hdu=hdu,
+                             min_area=min_area, deblend=deblend,
+                             deblend_contrast=deblend_contrast, tta=tta, hdu=hdu,
                              catalogue_format=catalogue_format, overlay=overlay,
                              overwrite=overwrite, device=device, amp=not no_amp)
     with ExitStack() as stack:

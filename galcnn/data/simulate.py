@@ -23,7 +23,7 @@ from astropy.wcs import WCS
 from skimage.filters import gaussian
 
 __all__ = ["CLASSES", "SimulatedCutout", "render_galaxy", "simulate_cutout", "simulate_field",
-           "spiral_winding", "write_cutout"]
+           "write_field", "spiral_winding", "write_cutout"]
 
 CLASSES = ("elliptical", "spiral_cw", "spiral_acw", "edge_on")
 MASK_BACKGROUND, MASK_CENTRAL, MASK_OTHER = 0, 1, 2
@@ -191,6 +191,29 @@ def simulate_field(shape: tuple[int, int] = (512, 512), *, n_galaxies: int = 30,
     header["BUNIT"] = ("counts", "noise standard deviation is 1")
     header["OBJECT"] = "galcnn simulated field"
     return image.astype(np.float32), class_map, objects, header
+
+
+def write_field(path: str, rng: np.random.Generator, shape: tuple[int, int] = (512, 512), *,
+                n_galaxies: int = 30, n_stars: int = 20) -> None:
+    """A simulated field with its truth, as in ``sample_data/field.fits.fz``: HDU ``SCI`` the
+    image, ``CLASSMAP`` the exact class of every galaxy pixel (k for ``CLASSES[k-1]``, named
+    in the ``CLASSES`` keyword), table ``OBJECTS`` (kind, x, y, snr; 0-based pixels)."""
+    image, class_map, objects, header = simulate_field(shape, n_galaxies=n_galaxies,
+                                                       n_stars=n_stars, rng=rng)
+    header["CLASSES"] = (",".join(CLASSES), "CLASSMAP k>0: class k-1")
+    table = fits.BinTableHDU.from_columns([
+        fits.Column(name="kind", format="12A", array=[o["kind"] for o in objects]),
+        fits.Column(name="x", format="E", array=[o["x"] for o in objects]),
+        fits.Column(name="y", format="E", array=[o["y"] for o in objects]),
+        fits.Column(name="snr", format="E", array=[o["snr"] for o in objects]),
+    ], name="OBJECTS")
+    fits.HDUList([
+        fits.PrimaryHDU(),
+        fits.CompImageHDU(image, header=header, name="SCI", compression_type="RICE_1",
+                          quantize_level=8.0),
+        fits.CompImageHDU(class_map, header=header, name="CLASSMAP", compression_type="RICE_1"),
+        table,
+    ]).writeto(path, overwrite=True)
 
 
 def spiral_winding(image: np.ndarray, *, centre: tuple[float, float] | None = None,

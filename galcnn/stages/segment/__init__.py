@@ -2,7 +2,8 @@
 
 ``options``    :class:`SegmentOptions`
 ``tiling``     :class:`Segmenter` (the loaded U-Net) and tile-size-independent probability maps
-``objects``    a class per pixel, connected objects, optional watershed deblending
+``objects``    a class per pixel, connected objects
+``deblend``    touching objects split on their flux (photutils)
 ``catalogue``  one row per object
 ``output``     the ``.seg.fits`` products, the catalogue file, the overlay PNG
 ``run``        :func:`segment` over many inputs, and :func:`segment_image` for one HDU

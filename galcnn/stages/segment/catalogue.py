@@ -22,12 +22,15 @@ def catalogue(labels: np.ndarray, probs: np.ndarray, flux: np.ndarray, classes: 
               header: fits.Header) -> Table:
     """One row per object of ``labels``: centroid, RA/Dec, area, box, flux (the sum of
     ``flux``, the background-subtracted band sum, over its pixels) and beliefs averaged over
-    its pixels. Every map is walked in strips of rows (they may be memory-mapped), and the
-    image itself is not read again."""
+    its pixels weighted by their positive flux (an object's class is what its light says,
+    not its faint outskirts; plain mean where no pixel is above the background). Every map
+    is walked in strips of rows (they may be memory-mapped), and the image itself is not
+    read again."""
     n = int(max(int(np.asarray(labels[start:start + ROWS]).max(initial=0))
                 for start in range(0, labels.shape[0], ROWS)))
-    sums = {key: np.zeros(n + 1) for key in ("area", "y", "x", "flux")}
+    sums = {key: np.zeros(n + 1) for key in ("area", "y", "x", "flux", "light")}
     beliefs = np.zeros((len(classes), n + 1))
+    weighted = np.zeros((len(classes), n + 1))
     low = np.full((2, n + 1), np.iinfo(np.int64).max)
     high = np.full((2, n + 1), -1)
     width = labels.shape[1]
@@ -39,12 +42,14 @@ def catalogue(labels: np.ndarray, probs: np.ndarray, flux: np.ndarray, classes: 
         sums["area"] += np.bincount(flat, minlength=n + 1)
         sums["y"] += np.bincount(flat, weights=ys, minlength=n + 1)
         sums["x"] += np.bincount(flat, weights=xs, minlength=n + 1)
-        sums["flux"] += np.bincount(flat, weights=np.asarray(flux[start:start + ROWS],
-                                                             dtype=np.float64).ravel(),
-                                    minlength=n + 1)
+        block_flux = np.asarray(flux[start:start + ROWS], dtype=np.float64).ravel()
+        light = np.clip(block_flux, 0, None)
+        sums["flux"] += np.bincount(flat, weights=block_flux, minlength=n + 1)
+        sums["light"] += np.bincount(flat, weights=light, minlength=n + 1)
         for c in range(len(classes)):
-            beliefs[c] += np.bincount(flat, weights=np.asarray(probs[c, start:start + ROWS])
-                                      .ravel(), minlength=n + 1)
+            p = np.asarray(probs[c, start:start + ROWS], dtype=np.float64).ravel()
+            beliefs[c] += np.bincount(flat, weights=p, minlength=n + 1)
+            weighted[c] += np.bincount(flat, weights=p * light, minlength=n + 1)
         inside = flat > 0
         for axis, coordinate in enumerate((ys, xs)):
             np.minimum.at(low[axis], flat[inside], coordinate[inside])
@@ -61,7 +66,9 @@ def catalogue(labels: np.ndarray, probs: np.ndarray, flux: np.ndarray, classes: 
     table["bbox_xmin"], table["bbox_ymin"] = low[1][ids], low[0][ids]
     table["bbox_xmax"], table["bbox_ymax"] = high[1][ids], high[0][ids]
     table["flux"] = sums["flux"][ids]
-    mean_beliefs = beliefs[:, ids] / np.maximum(area, 1)[None]
+    light = sums["light"][ids]
+    mean_beliefs = np.where(light > 0, weighted[:, ids] / np.where(light > 0, light, 1),
+                            beliefs[:, ids] / np.maximum(area, 1))
     table["predicted"] = np.array([classes[1 + int(i)] for i in
                                    mean_beliefs[1:].argmax(0)] if n else [], dtype="U32")
     for c, name in enumerate(classes[1:], start=1):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 from skimage import measure
 
-from galcnn.data.masks import drop_small
 
 __all__ = ["ROWS", "class_mask", "label_objects"]
 
@@ -43,14 +42,9 @@ def _find(parent: np.ndarray, label: int) -> int:
 
 
 def label_objects(mask: np.ndarray, out: np.ndarray, *, min_area: int = 5,
-                  watershed: bool = False, rows: int = ROWS) -> np.ndarray:
+                  rows: int = ROWS) -> np.ndarray:
     """Write into ``out`` (int32) the 8-connected foreground objects of ``mask`` numbered
-    1..n in raster order, objects smaller than ``min_area`` removed; with ``watershed``,
-    touching objects are split at the saddles of their distance transform (in memory)."""
-    if watershed:
-        out[:] = _watershed(drop_small(measure.label(np.asarray(mask) > 0, connectivity=2)
-                                       .astype(np.int32), min_area))
-        return out
+    1..n in raster order, objects smaller than ``min_area`` removed."""
     height = mask.shape[0]
     counted = 0
     pairs = []  # provisional labels joined across strip boundaries
@@ -93,18 +87,3 @@ def _touching(above: np.ndarray, below: np.ndarray) -> np.ndarray:
         both = (a > 0) & (b > 0)
         found.append(np.stack([a[both], b[both]], axis=1))
     return np.unique(np.concatenate(found), axis=0)
-
-
-def _watershed(labels: np.ndarray) -> np.ndarray:
-    foreground = labels > 0
-    if not labels.max():
-        return labels
-    from scipy import ndimage
-    from skimage.feature import peak_local_max
-    from skimage.segmentation import watershed as watershed_transform
-
-    distance = ndimage.distance_transform_edt(foreground)
-    peaks = peak_local_max(distance, min_distance=3, labels=labels, exclude_border=False)
-    markers = np.zeros(labels.shape, dtype=np.int32)
-    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    return watershed_transform(-distance, markers, mask=foreground).astype(np.int32)

@@ -28,7 +28,10 @@ class SegmentOptions:
     threshold: float | None = None
     """A pixel is foreground when 1 - p(background) >= threshold; None: the arg-max class."""
     min_area: int = 5
-    watershed: bool = False
+    deblend: bool = True
+    """Split footprints whose flux has separate peaks (:mod:`.deblend`)."""
+    deblend_contrast: float = 0.02
+    """The share of a footprint's flux a peak needs to become its own object."""
     tta: bool = True
     """Pool over the model's symmetry group (the validated model); False: the bare U-Net."""
     hdu: int | str | None = None
@@ -50,5 +53,7 @@ class SegmentOptions:
             raise SegmentError("--halo must be >= 0")
         if self.threshold is not None and not 0 < self.threshold < 1:
             raise SegmentError("--threshold must be between 0 and 1")
+        if not 0 <= self.deblend_contrast <= 1:
+            raise SegmentError("--deblend-contrast must be between 0 and 1")
         if self.catalogue_format not in TABLE_FORMATS:
             raise SegmentError(f"--catalogue-format must be one of {', '.join(TABLE_FORMATS)}")

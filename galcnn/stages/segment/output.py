@@ -23,7 +23,7 @@ from galcnn.stages.segment.catalogue import celestial_wcs
 from galcnn.stages.segment.options import SegmentOptions
 from galcnn.stages.segment.tiling import Segmenter
 
-__all__ = ["write_maps", "write_catalogue", "write_overlay"]
+__all__ = ["write_maps", "write_catalogue", "write_overlay", "overlay_figure"]
 
 _STRUCTURAL = ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT", "BSCALE",
                "BZERO", "BLANK", "CHECKSUM", "DATASUM", "EXTNAME", "EXTVER", "TFIELDS",
@@ -72,6 +72,9 @@ def write_maps(path: str, header: fits.Header, probs, mask, labels, coverage,
         "THRESH": (-1.0 if options.threshold is None else options.threshold,
                    "fg threshold on 1-p(background); -1 argmax"),
         "TTA": (segmenter.pooled, "pooled over the model's symmetry group"),
+        "DEBLEND": (options.deblend_contrast if options.deblend else -1.0,
+                    "deblending contrast; -1 not deblended"),
+        "MINAREA": (options.min_area, "smallest object kept (pixels)"),
         "STRETCH": (segmenter.card.preprocess.stretch.name, "stretch applied before the network"),
         "DATE": (datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"), "UTC of writing"),
     }
@@ -114,30 +117,80 @@ def write_catalogue(path: str, table: Table, fmt: str) -> None:
         table.write(tmp, format="fits" if fmt == "fits" else "ascii.csv", overwrite=True)
 
 
+#: Most objects whose numbers the overlay writes; beyond it colours alone say the class.
+MAX_LABELLED = 150
+
+
 def write_overlay(path: str, planes: ImagePlanes, labels: np.ndarray, table: Table,
                   segmenter: Segmenter, statistics: dict) -> None:
-    """A PNG for a person: the stretched image, object outlines and boxes with their class."""
-    from skimage.segmentation import find_boundaries
-
+    """``<name>.png``: see :func:`overlay_figure`."""
     ny, nx = planes.shape
     step = max(1, int(math.ceil(max(ny, nx) / 2048)))
     stretch = segmenter.card.preprocess.stretch
     image = stretch(planes.window(0, ny, 0, nx), statistics).mean(0)[::step, ::step]
-    edges = find_boundaries(labels[::step, ::step], mode="inner")
-    plt = pyplot()
-    fig, axis = plt.subplots(figsize=(8, 8 * ny / max(nx, 1)))
-    low, high = np.nanpercentile(image, [1, 99.5])
-    axis.imshow(image, origin="lower", cmap="gray", vmin=low, vmax=high)
+    title = f"{os.path.basename(planes.path)} [HDU {planes.index}]"
+    save_figure(overlay_figure(image, np.asarray(labels[::step, ::step]), table,
+                               list(segmenter.classes[1:]), title, step), path)
+
+
+def overlay_figure(image: np.ndarray, small: np.ndarray, table: Table, foreground: list[str],
+                   title: str, step: int = 1):
+    """For a person: the stretched ``image`` (every ``step``-th pixel) with each object
+    outlined in the colour of its class (a legend gives colours and counts) and numbered with
+    its catalogue ``id``; text scales with the image's size on the page and stays inside the
+    frame. Returns the matplotlib figure."""
+    from matplotlib.patches import Patch
+    from skimage.segmentation import find_boundaries
+
+    colours = _class_colours(len(foreground))
+    class_of = np.zeros(len(table) + 1, dtype=np.int64)  # label -> foreground class index
+    if len(table):
+        class_of[np.asarray(table["id"])] = [foreground.index(c) for c in table["predicted"]]
+    edges = find_boundaries(small, mode="inner")
     overlay = np.zeros((*edges.shape, 4))
-    overlay[edges] = (1.0, 0.3, 0.1, 0.9)
-    axis.imshow(overlay, origin="lower")
-    for row in table:
-        x0, y0 = row["bbox_xmin"] / step, row["bbox_ymin"] / step
-        w, h = (row["bbox_xmax"] - row["bbox_xmin"] + 1) / step, \
-            (row["bbox_ymax"] - row["bbox_ymin"] + 1) / step
-        axis.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), w, h, fill=False, lw=0.6,
-                                     color="cyan"))
-        axis.text(x0, y0 + h, str(row["predicted"])[:10], color="yellow", fontsize=5)
-    axis.set_axis_off()
-    axis.set_title(f"{os.path.basename(planes.path)} [{planes.index}]: {len(table)} objects")
-    save_figure(fig, path)
+    overlay[edges] = colours[class_of[small[edges]]]
+
+    height, width = image.shape
+    inches = float(np.clip(width / 100, 6, 16))
+    plt = pyplot()
+    fig, axis = plt.subplots(figsize=(inches, inches * height / max(width, 1)))
+    low, high = np.nanpercentile(image, [1, 99.5]) if np.isfinite(image).any() else (0, 1)
+    axis.imshow(image, origin="lower", cmap="gray", vmin=low, vmax=high)
+    axis.imshow(overlay, origin="lower", interpolation="nearest")
+    points_per_pixel = inches * 72 / width
+    fontsize = float(np.clip(7 * points_per_pixel, 3.5, 9))
+    labelled = len(table) <= MAX_LABELLED
+    if labelled:
+        for row in table:
+            x = (row["bbox_xmax"] + 1) / step
+            y = (row["bbox_ymax"] + 1) / step
+            right = x > 0.92 * width  # near the right edge: text ends at the box instead
+            top = y > 0.96 * height
+            axis.text(row["bbox_xmin"] / step if right else x, row["bbox_ymin"] / step
+                      if top else y, str(row["id"]), color=colours[class_of[row["id"]]],
+                      fontsize=fontsize, ha="right" if right else "left",
+                      va="top" if top else "bottom", clip_on=True)
+    axis.set_xlim(-0.5, width - 0.5)
+    axis.set_ylim(-0.5, height - 0.5)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    counts = {name: int(np.sum(table["predicted"] == name)) if len(table) else 0
+              for name in foreground}
+    handles = [Patch(facecolor=colours[k], edgecolor="none", label=f"{name} ({counts[name]})")
+               for k, name in enumerate(foreground)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4),
+               fontsize=max(fontsize, 7), frameon=False, bbox_to_anchor=(0.5, -0.01))
+    note = "" if labelled else f"; numbers omitted above {MAX_LABELLED} objects"
+    axis.set_title(f"{title}: {len(table)} objects, outlined in the colour of their "
+                   f"class{note}", fontsize=max(fontsize, 8))
+    return fig
+
+
+def _class_colours(n: int) -> np.ndarray:
+    """RGBA colours, one per foreground class, that stand out on a grey image."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10"].colors if n <= 10 else colormaps["tab20"].colors
+    colours = np.ones((n, 4))
+    colours[:, :3] = [palette[(k + 1) % len(palette)] for k in range(n)]  # skip tab blue
+    return colours

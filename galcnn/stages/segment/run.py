@@ -22,6 +22,7 @@ from galcnn.data.atomic import make_directory
 from galcnn.data.fitsio import FitsReadError, ImagePlanes, image_hdus
 from galcnn.data.inputs import collect_sources
 from galcnn.stages.segment.catalogue import catalogue
+from galcnn.stages.segment.deblend import deblend_objects, renumber_in_raster_order
 from galcnn.stages.segment.objects import ROWS, class_mask, label_objects
 from galcnn.stages.segment.options import SegmentError, SegmentOptions
 from galcnn.stages.segment.output import write_catalogue, write_maps, write_overlay
@@ -68,7 +69,12 @@ def segment_image(planes: ImagePlanes, segmenter: Segmenter, options: SegmentOpt
         mask = class_mask(probs, options.threshold,
                           scratch_array(shape, np.int16, directory, scratch))
         labels = label_objects(mask, scratch_array(shape, np.int32, directory, scratch),
-                               min_area=options.min_area, watershed=options.watershed)
+                               min_area=options.min_area)
+        if options.deblend:
+            n_labels = deblend_objects(labels, flux, min_area=options.min_area,
+                                       contrast=options.deblend_contrast,
+                                       max_area=4 * int(np.prod(segmenter.card.preprocess.size)))
+            renumber_in_raster_order(labels, n_labels)
         for start in range(0, shape[0], ROWS):  # pixels of dropped objects are background
             block = slice(start, start + ROWS)
             mask[block] = np.where(labels[block] == 0, 0, mask[block])

@@ -27,3 +27,18 @@ def test_catalogue_rows_match_the_label_map(unet, field_file, tmp_path):
                                            "other")]
         assert row["predicted"] == ["edge_on", "elliptical", "spiral_acw", "spiral_cw",
                                     "other"][int(np.argmax(beliefs))]
+
+
+def test_beliefs_are_weighted_by_the_light_of_each_pixel():
+    from galcnn.stages.segment.catalogue import catalogue
+
+    labels = np.array([[1, 1, 0, 2]], np.int32)
+    flux = np.array([[9.0, 1.0, 0.0, -1.0]], np.float32)  # object 2: no light above sky
+    probs = np.zeros((3, 1, 4), np.float32)
+    probs[:, 0, 0] = (0.0, 0.9, 0.1)  # the bright pixel says class a
+    probs[:, 0, 1] = (0.0, 0.1, 0.9)  # the faint one says b
+    probs[:, 0, 3] = (0.2, 0.3, 0.5)
+    table = catalogue(labels, probs, flux, ["background", "a", "b"], fits.Header())
+    assert list(table["predicted"]) == ["a", "b"]
+    np.testing.assert_allclose(table["p_a"], [0.82, 0.3])  # (9 * 0.9 + 1 * 0.1) / 10; mean
+    np.testing.assert_allclose(table["flux"], [10.0, -1.0])

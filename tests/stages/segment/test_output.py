@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 from astropy.io import fits
+from astropy.table import Table
 
 from galcnn.stages.segment import SegmentOptions, segment
 
@@ -40,3 +41,52 @@ def test_keywords_describe_this_output(unet, tmp_path):
     assert primary["CLASSES"] == ",".join(load_model(unet).card.classes)
     assert primary["SRCFILE"] == os.path.abspath(source)
     assert primary["MODEL"] == os.path.abspath(unet) and primary["OBJECT"] == "kept"
+
+
+def _objects(shape, boxes, classes):
+    """A label map of rectangles and the catalogue rows ``overlay_figure`` reads."""
+    labels = np.zeros(shape, np.int32)
+    rows = []
+    for number, ((y0, y1, x0, x1), name) in enumerate(zip(boxes, classes), start=1):
+        labels[y0:y1, x0:x1] = number
+        rows.append((number, name, x0, y0, x1 - 1, y1 - 1))
+    table = Table(rows=rows, names=("id", "predicted", "bbox_xmin", "bbox_ymin", "bbox_xmax",
+                                    "bbox_ymax"))
+    return labels, table
+
+
+def test_overlay_has_a_class_legend_and_numbers_inside_the_frame():
+    from galcnn.plots import pyplot
+    from galcnn.stages.segment.output import overlay_figure
+
+    labels, table = _objects((200, 300), [(10, 30, 10, 40), (170, 200, 270, 300),
+                                          (90, 110, 140, 160)],
+                             ["spiral_cw", "elliptical", "spiral_cw"])
+    image = np.random.default_rng(0).normal(size=labels.shape)
+    foreground = ["edge_on", "elliptical", "spiral_acw", "spiral_cw", "other"]
+    fig = overlay_figure(image, labels, table, foreground, "field.fits [HDU 1]")
+    axis = fig.axes[0]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["edge_on (0)", "elliptical (1)", "spiral_acw (0)", "spiral_cw (2)",
+                      "other (0)"]
+    texts = {t.get_text(): t for t in axis.texts}
+    assert set(texts) == {"1", "2", "3"}
+    fig.canvas.draw()
+    frame = axis.get_window_extent()
+    for text in texts.values():  # the object in the top-right corner included
+        box = text.get_window_extent()
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 + 0.5
+        assert frame.y0 <= box.y0 and box.y1 <= frame.y1 + 0.5
+    # outlines in the colour of each object's class, the same colour for the same class
+    from matplotlib.colors import to_hex
+
+    colour = {name: to_hex(text.get_color()) for name, text in texts.items()}
+    assert colour["1"] == colour["3"] != colour["2"]
+    assert "3 objects" in axis.get_title()
+    small_font = texts["1"].get_fontsize()
+    pyplot().close(fig)
+
+    big_labels, big_table = _objects((1600, 1600), [(10, 30, 10, 40)], ["edge_on"])
+    fig = overlay_figure(np.zeros(big_labels.shape), big_labels, big_table, foreground, "big")
+    assert fig.axes[0].texts[0].get_fontsize() < small_font  # text scales with the image
+    pyplot().close(fig)
