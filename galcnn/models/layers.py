@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["conv_bn_relu", "double_conv", "BasicBlock", "feature_stack"]
+__all__ = ["conv_bn_relu", "double_conv", "BasicBlock", "StridedPointwise", "feature_stack"]
 
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -17,6 +18,21 @@ def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
 
 def double_conv(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(conv_bn_relu(c_in, c_out), conv_bn_relu(c_out, c_out))
+
+
+class StridedPointwise(nn.Conv2d):
+    """A 1x1 convolution with a stride, computed as every ``stride``-th pixel followed by a
+    1x1 convolution without one: the same result and the same weights (a checkpoint loads
+    either way), but it avoids a torch 2.13 CPU bug: the backward of a strided 1x1
+    convolution in channels-last format with fewer than 16 input channels (widths 4, 8, 12)
+    corrupts memory and kills the process ("double free or corruption", exit 134/139)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__(c_in, c_out, 1, stride=stride, bias=False)
+
+    def forward(self, x):
+        step = self.stride
+        return F.conv2d(x[:, :, ::step[0], ::step[1]], self.weight, self.bias)
 
 
 class BasicBlock(nn.Module):
@@ -29,7 +45,7 @@ class BasicBlock(nn.Module):
             nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
             nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out))
         self.skip = nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(
-            nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+            StridedPointwise(c_in, c_out, stride), nn.BatchNorm2d(c_out))
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x):
