@@ -10,6 +10,7 @@ job killed while saving leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import pickle
 import re
@@ -48,9 +49,13 @@ def resolve_checkpoint(path: str) -> str:
 
 def save_checkpoint(path: str, card: ModelCard, weights: dict, **state) -> None:
     """Write ``card``, the network ``weights`` and any resume ``state`` atomically."""
-    with atomic_output(path) as tmp:
-        torch.save({"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
-                    "card": card.to_dict(), "model": weights, **state}, tmp)
+    buffer = io.BytesIO()  # torch.save on a full disk says only "basic_ios::clear"
+    torch.save({"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
+                "card": card.to_dict(), "model": weights, **state}, buffer)
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(buffer.getbuffer())
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict:

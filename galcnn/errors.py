@@ -8,8 +8,33 @@ file and the run goes on.
 
 from __future__ import annotations
 
-__all__ = ["GalcnnError"]
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["GalcnnError", "DiskFull", "is_disk_full", "naming_output"]
 
 
 class GalcnnError(ValueError):
     """A fatal, user-fixable problem; the message is one line that names what is wrong."""
+
+
+class DiskFull(GalcnnError):
+    """The file system holding an output is full (or the user's quota is spent)."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextmanager
+def naming_output(path: str, kept: str = "") -> Iterator[None]:
+    """Turn a full disk while writing ``path`` into one line that names the output and says
+    what was kept (a write error alone names no file)."""
+    try:
+        yield
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise DiskFull(f"no space left on device writing {path}" + (f"; {kept}" if kept else "")
+                       ) from None

@@ -12,8 +12,8 @@ import os
 import re
 from dataclasses import dataclass
 
-__all__ = ["Source", "FITS_SUFFIXES", "is_fits_name", "strip_fits_suffix", "expand_inputs",
-           "group_bands", "sources_from_files", "collect_sources"]
+__all__ = ["Source", "canonical_key", "FITS_SUFFIXES", "is_fits_name", "strip_fits_suffix",
+           "expand_inputs", "group_bands", "sources_from_files", "collect_sources"]
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz",
                  ".fit.fz", ".fz", ".fits.bz2")
@@ -41,6 +41,17 @@ class Source:
     def path_text(self) -> str:
         return ";".join(self.paths)
 
+    @property
+    def key(self) -> str:
+        """The files' canonical paths (symbolic links and ``./`` resolved): the same object
+        however its path was spelled, for resuming, de-duplicating and sharding."""
+        return canonical_key(self.path_text)
+
+
+def canonical_key(path_text: str) -> str:
+    """:attr:`Source.key` of a ``file`` column value (band files joined by ``;``)."""
+    return ";".join(os.path.realpath(p) for p in path_text.split(";"))
+
 
 def is_fits_name(name: str) -> bool:
     return name.lower().endswith(FITS_SUFFIXES)
@@ -55,9 +66,18 @@ def strip_fits_suffix(name: str) -> str:
 
 
 def _walk_fits(directory: str) -> list[str]:
+    """FITS files below ``directory``, following links to directories but never into one
+    already walked (a link loop, or two links to one folder, is walked once)."""
     found = []
+    visited = {os.path.realpath(directory)}
     for dirpath, dirnames, filenames in os.walk(directory, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        kept = []
+        for name in sorted(d for d in dirnames if not d.startswith(".")):
+            real = os.path.realpath(os.path.join(dirpath, name))
+            if real not in visited:
+                visited.add(real)
+                kept.append(name)
+        dirnames[:] = kept
         found.extend(os.path.join(dirpath, f) for f in sorted(filenames)
                      if is_fits_name(f) and not f.startswith("."))
     return found
@@ -94,6 +114,9 @@ def expand_inputs(inputs: list[str] | tuple[str, ...], *, require_any: bool = Fa
             pairs.extend(expand_inputs(_read_list_file(item[1:])))
         elif os.path.isdir(item):
             files = _walk_fits(item)
+            if not files and is_fits_name(item):
+                raise ValueError(f"{item} is a directory, not a FITS file, and holds no FITS "
+                                 "files")
             if not files:
                 raise ValueError(f"directory {item} holds no FITS files "
                                  f"({', '.join(FITS_SUFFIXES[:3])}, ...)")
@@ -105,7 +128,11 @@ def expand_inputs(inputs: list[str] | tuple[str, ...], *, require_any: bool = Fa
             root = os.path.dirname(item.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]) or "."
             for match in matches:
                 if os.path.isdir(match):
-                    pairs.extend((f, match) for f in _walk_fits(match))
+                    files = _walk_fits(match)
+                    if not files and is_fits_name(match):
+                        raise ValueError(f"{match} is a directory, not a FITS file, and holds "
+                                         "no FITS files")
+                    pairs.extend((f, match) for f in files)
                 else:
                     pairs.append((match, root))
         else:
@@ -113,7 +140,7 @@ def expand_inputs(inputs: list[str] | tuple[str, ...], *, require_any: bool = Fa
     seen: set[str] = set()
     unique = []
     for path, root in pairs:
-        key = os.path.abspath(path)
+        key = os.path.realpath(path)  # one file, however spelled or linked
         if key not in seen:
             seen.add(key)
             unique.append((path, root))

@@ -23,16 +23,18 @@ import numpy as np
 
 from galcnn import __version__
 from galcnn.choices import GROUPS
+from galcnn.data.atomic import make_parent, remove_stale_temporaries
 from galcnn.data.augment import choose_transforms
 from galcnn.data.fitsio import FitsReadError
 from galcnn.data.inputs import Source, collect_sources
 from galcnn.data.labels import choose_classes, resolve_labels
+from galcnn.data.lock import output_lock
 from galcnn.data.masks import parse_mask_source
 from galcnn.data.reader import ReadTask, read_samples
 from galcnn.data.recipe import Preprocess
 from galcnn.data.splits import SPLITS, assign_splits
 from galcnn.data.writer import DatasetWriter
-from galcnn.errors import GalcnnError
+from galcnn.errors import GalcnnError, naming_output
 from galcnn.runtime import worker_count
 
 __all__ = ["PrepareOptions", "PrepareResult", "PrepareError", "prepare"]
@@ -142,6 +144,24 @@ def prepare(inputs: list[str], out_dir: str, *, options: PrepareOptions | None =
     PrepareError
         When nothing can be prepared; per-file problems are returned, not raised.
     """
+    make_parent(out_dir)
+    with output_lock(out_dir), naming_output(out_dir, "nothing was written; an existing "
+                                             "output is unchanged"):
+        remove_stale_temporaries(out_dir)
+        return _prepare(inputs, out_dir, options=options, labels=labels,
+                        id_column=id_column, label_column=label_column, where=where,
+                        classes=classes, no_labels=no_labels, workers=workers,
+                        overwrite=overwrite, progress=progress, command=command)
+
+
+def _prepare(inputs: list[str], out_dir: str, *, options: PrepareOptions | None = None,
+             labels: str | None = None, id_column: str | None = None,
+             label_column: str | None = None, where: dict[str, str] | None = None,
+             classes: list[str] | None = None, no_labels: bool = False,
+             workers: int | None = None, overwrite: bool = False,
+             progress: Callable[[int], Callable[[int], None]] | None = None,
+             command: str | None = None) -> PrepareResult:
+    """The body of :func:`prepare`, run while holding the output's lock."""
     started = time.monotonic()
     options = options or PrepareOptions()
     recipe = options.preprocess

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import click
 import pytest
@@ -148,3 +150,52 @@ def test_a_signal_ends_any_command_with_its_exit_status_and_one_line(raised, cod
     assert result.exit_code == code and "Traceback" not in result.output
     assert result.output.strip() == (f"galcnn stops: stopped by {name}; outputs that were "
                                      "complete are kept, none is half-written")
+
+
+HOLD = """
+import sys, time
+from galcnn.data.lock import output_lock
+with output_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.fixture
+def held(tmp_path):
+    """Hold the lock of an output the way a running galcnn would; yields (path, pid)."""
+    holders = []
+
+    def hold(path):
+        holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path)],
+                                  stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "held"
+        holders.append(holder)
+        return holder.pid
+
+    yield hold
+    for holder in holders:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_second_writer_of_any_output_is_refused_with_one_line(classifier, unet, cutouts,
+                                                                 simulated, tmp_path, held):
+    out = tmp_path / "predictions.csv"
+    commands = {
+        "predict": (out, ["predict", classifier, str(cutouts), "-o", str(out)]),
+        "train": (tmp_path / "run", ["train", "--data", simulated, "--out",
+                                     str(tmp_path / "run"), "--epochs", "1"]),
+        "prepare": (tmp_path / "prep", ["prepare", str(cutouts), "-o", str(tmp_path / "prep")]),
+        "segment": (tmp_path / "seg", ["segment", unet,
+                                       os.path.join(SAMPLE_DATA, "field.fits.fz"), "--hdu",
+                                       "SCI", "-o", str(tmp_path / "seg")]),
+    }
+    for name, (path, args) in commands.items():
+        pid = held(path)
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1, (name, result.output)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert lines == [f"Error: {path} is being written by another galcnn process (pid {pid}); "
+                         "wait for it to finish or write to another output"], (name, lines)
+        assert not os.path.exists(path) or name == "train" and os.listdir(path) == []

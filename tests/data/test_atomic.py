@@ -43,3 +43,46 @@ def test_replace_directory_needs_overwrite(tmp_path):
         replace_directory(str(new), str(out), overwrite=False)
     replace_directory(str(new), str(out), overwrite=True)
     assert os.listdir(out) == ["fresh"] and sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_leftovers_of_dead_processes_are_removed_and_live_ones_kept(tmp_path):
+    from galcnn.data.atomic import remove_stale_temporaries
+
+    out = tmp_path / "out"
+    out.mkdir()
+    dead, alive = _dead_pid(), os.getpid()
+    stale = [tmp_path / f".out.tmp-{dead}", out / f".galcnn-scratch-{dead}-x1",
+             out / f".x.cat.csv.tmp-{dead}"]
+    kept = [tmp_path / f".out.tmp-{alive}", out / f".galcnn-scratch-{alive}-y",
+            tmp_path / f".other.tmp-{dead}"]  # another output's: not ours to judge here
+    for path in stale + kept:
+        path.write_text("x")
+    removed = remove_stale_temporaries(str(out))
+    assert sorted(removed) == sorted(str(p) for p in stale)
+    assert all(p.exists() for p in kept) and not any(p.exists() for p in stale)
+
+
+def test_overwrite_keeps_one_output_in_place_and_a_moved_aside_one_comes_back(tmp_path):
+    from galcnn.data.atomic import remove_stale_temporaries
+
+    out, new = tmp_path / "out", tmp_path / "new"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    new.mkdir()
+    (new / "new.txt").write_text("new")
+    replace_directory(str(new), str(out), overwrite=True)
+    assert os.listdir(out) == ["new.txt"] and not new.exists()
+    assert [n for n in os.listdir(tmp_path) if n != "out"] == []
+    # a process killed between the two renames of the fallback left only the old one aside
+    os.rename(out, tmp_path / f".out.tmp-{_dead_pid()}.old")
+    remove_stale_temporaries(str(out))
+    assert os.listdir(out) == ["new.txt"]

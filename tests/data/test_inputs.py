@@ -61,3 +61,25 @@ def test_band_grouping(tmp_path):
     assert "does not match" in messages["odd.fits"]
     with pytest.raises(ValueError, match="must contain"):
         group_bands([], "{id}.fits", None)
+
+
+def test_link_loops_and_links_to_one_folder_are_walked_once(tmp_path):
+    data = tmp_path / "data"
+    write_fits(data / "sub" / "a.fits", np.ones((4, 4)))
+    write_fits(data / "b.fits", np.ones((4, 4)))
+    os.symlink(data, data / "sub" / "loop")  # a link back up: a loop
+    os.symlink(data / "sub", data / "again")  # a second way into one folder
+    os.symlink(data / "b.fits", data / "b-link.fits")  # a second name of one file
+    files = [os.path.realpath(p) for p, _ in expand_inputs([str(data)])]
+    assert sorted(files) == sorted(os.path.realpath(p) for p in (data / "sub" / "a.fits",
+                                                                  data / "b.fits"))
+    spelled = expand_inputs([str(data / "b.fits"), f"{tmp_path}/./data/b.fits"])
+    assert len(spelled) == 1
+
+
+def test_a_directory_named_like_a_fits_file_is_named(tmp_path):
+    (tmp_path / "image.fits").mkdir()
+    with pytest.raises(ValueError, match=r"image.fits is a directory, not a FITS file"):
+        expand_inputs([str(tmp_path / "image.fits")])
+    with pytest.raises(ValueError, match=r"image.fits is a directory, not a FITS file"):
+        expand_inputs([str(tmp_path / "*.fits")])

@@ -22,16 +22,17 @@ import torch
 
 from galcnn.checkpoint import file_checksum, load_model
 from galcnn.choices import TABLE_FORMATS
-from galcnn.data.atomic import make_parent
-from galcnn.data.inputs import collect_sources
+from galcnn.data.atomic import make_parent, remove_stale_temporaries
+from galcnn.data.inputs import canonical_key, collect_sources
+from galcnn.data.lock import output_lock
 from galcnn.data.reader import ReadTask, read_samples
 from galcnn.data.shards import in_shard
 from galcnn.device_recipe import DeviceRecipe
-from galcnn.errors import GalcnnError
+from galcnn.errors import GalcnnError, naming_output
 from galcnn.inference import Predictor
 from galcnn.runtime import inference_batch_size, select_device, worker_count
-from galcnn.stages.predict.table import (columns_for, count_rows, done_files, finish_table,
-                                         format_row)
+from galcnn.stages.predict.table import (check_identity, columns_for, count_rows, done_files,
+                                         finish_table, format_row, write_identity)
 
 __all__ = ["PredictOptions", "PredictResult", "PredictError", "predict"]
 
@@ -87,14 +88,33 @@ def predict(model_path: str, inputs: list[str], out_path: str,
     if card.task != "classify":
         raise PredictError(f"{model_path}: a {card.task} model; use 'galcnn segment'")
     predictor = Predictor(model, device, amp=options.amp, mc_dropout=options.mc_dropout)
-    batch_size = inference_batch_size(options.batch_size, device)
-    classes, columns = card.classes, columns_for(card.classes)
     overrides = {"hdu": hdu, "band_pattern": band_pattern, "bands": bands}
     recipe = replace(card.preprocess, **{k: v for k, v in overrides.items() if v is not None})
 
+    identity = {"model_sha256": file_checksum(model_path), "classes": list(card.classes),
+                "hdu": recipe.hdu, "band_pattern": recipe.band_pattern,
+                "bands": list(recipe.bands or []), "mc_dropout": options.mc_dropout,
+                "tta": options.tta, "format": options.format}
+    make_parent(out_path)
+    kept = f"the rows written so far are in {out_path}.partial; free space, then --resume"
+    with output_lock(out_path), naming_output(out_path, kept):
+        remove_stale_temporaries(out_path)
+        return _write_table(model_path, inputs, out_path, options, started, device, predictor,
+                            recipe, identity, shard, resume, overwrite, progress)
+
+
+def _write_table(model_path: str, inputs: list[str], out_path: str, options: PredictOptions,
+                 started: float, device: torch.device, predictor: Predictor, recipe,
+                 identity: dict, shard, resume: bool, overwrite: bool, progress
+                 ) -> PredictResult:
+    """The body of :func:`predict`, run while holding the output's lock."""
+    card = predictor.card
+    classes, columns = card.classes, columns_for(card.classes)
+    batch_size = inference_batch_size(options.batch_size, device)
     partial = f"{out_path}.partial"
     if os.path.exists(out_path) and not overwrite:
         if resume:  # a requeued job whose output is complete: nothing to do, not an error
+            check_identity(out_path, out_path, identity)
             logger.info("%s is already complete; nothing to resume", out_path)
             n_rows = count_rows(out_path, options.format)
             return PredictResult(out_path=out_path, n_rows=n_rows, n_ok=0, n_failed=0,
@@ -102,19 +122,23 @@ def predict(model_path: str, inputs: list[str], out_path: str,
         raise PredictError(f"{out_path} already exists; use --overwrite to replace it")
     done: set[str] = set()
     if resume and os.path.exists(partial):
+        check_identity(out_path, partial, identity)
         done = done_files(partial, columns)
     elif os.path.exists(partial) and not overwrite:
         raise PredictError(f"{partial} exists from an interrupted run; use --resume to "
                            "continue it or --overwrite to start again")
+    if not done:
+        write_identity(out_path, identity)
 
     try:
         sources, _, grouping_problems = collect_sources(inputs, band_pattern=recipe.band_pattern,
                                                         bands=recipe.bands or None)
     except ValueError as exc:
         raise PredictError(str(exc)) from exc
-    sources = [s for s in sources if in_shard(s.path_text, shard)]
-    grouping_problems = [(p, m) for p, m in grouping_problems if in_shard(p, shard)]
-    todo = [s for s in sources if s.path_text not in done]
+    sources = [s for s in sources if in_shard(s.key, shard)]
+    grouping_problems = [(p, m) for p, m in grouping_problems
+                         if in_shard(canonical_key(p), shard)]
+    todo = [s for s in sources if s.key not in done]
     n_skipped = len(sources) - len(todo)
     if not sources and not grouping_problems:
         raise PredictError("no input files" + (f" in shard {shard[0]}/{shard[1]}" if shard
@@ -124,7 +148,6 @@ def predict(model_path: str, inputs: list[str], out_path: str,
     on_device = (device.type == "cuda" if options.device_stretch is None
                  else options.device_stretch) and DeviceRecipe.supports(recipe)
     to_inputs = _device_inputs(DeviceRecipe(recipe, device)) if on_device else np.stack
-    make_parent(out_path)
     n_ok = 0
     failures: list[tuple[str, str]] = []
     advance = progress(len(todo) + len(grouping_problems)) if progress else None
@@ -133,7 +156,7 @@ def predict(model_path: str, inputs: list[str], out_path: str,
         if not done:
             writer.writerow(columns)
         for path, problem in grouping_problems:
-            if path not in done:
+            if canonical_key(path) not in done:
                 writer.writerow(format_row("", path, "", "", "", classes,
                                            status=f"error: {problem}"))
                 failures.append((path, problem))
@@ -173,7 +196,7 @@ def predict(model_path: str, inputs: list[str], out_path: str,
         flush_batch()
         handle.flush()
         os.fsync(handle.fileno())
-    finish_table(partial, out_path, options.format, card, file_checksum(model_path))
+    finish_table(partial, out_path, options.format, card, identity["model_sha256"])
     return PredictResult(out_path=out_path, n_rows=n_ok + len(failures) + n_skipped, n_ok=n_ok,
                          n_failed=len(failures), n_skipped_resume=n_skipped,
                          elapsed_s=time.monotonic() - started, failures=failures)

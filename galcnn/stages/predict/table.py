@@ -8,16 +8,20 @@ to ``OUT`` or converted to a FITS binary table with provenance keywords.
 from __future__ import annotations
 
 import csv
+import io
+import json
 import os
 
 import numpy as np
 
 from galcnn import __version__
 from galcnn.card import ModelCard
-from galcnn.data.atomic import atomic_output
+from galcnn.data.atomic import atomic_output, write_csv, write_json
+from galcnn.data.inputs import canonical_key
 from galcnn.errors import GalcnnError
 
-__all__ = ["columns_for", "format_row", "done_files", "count_rows", "finish_table"]
+__all__ = ["columns_for", "format_row", "done_files", "count_rows", "finish_table",
+           "identity_path", "write_identity", "check_identity"]
 
 _NUMERIC = ("ra", "dec", "confidence", "entropy", "spread")
 _TEXT = ("id", "file", "predicted", "status")
@@ -43,20 +47,25 @@ def format_row(object_id: str, path: str, hdu, ra, dec, classes: list[str],
 
 
 def done_files(partial: str, columns: list[str]) -> set[str]:
-    """Files already written to a partial table; a torn last line is cut off."""
+    """Canonical keys (:func:`galcnn.data.inputs.canonical_key`) of the inputs a partial
+    table holds; a torn last row is cut off. Parsed as CSV, so file names holding line
+    breaks (quoted by the writer) count once."""
     with open(partial, "rb") as handle:
-        content = handle.read()
-    complete = content[: content.rfind(b"\n") + 1]
-    if len(complete) != len(content):
-        with open(partial, "r+b") as handle:
-            handle.truncate(len(complete))
-    lines = complete.decode("utf-8").splitlines()
-    if not lines:
+        text = handle.read().decode("utf-8", errors="replace")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    if not rows:
         return set()
-    if next(csv.reader([lines[0]])) != columns:
+    if rows[0] != columns:
         raise GalcnnError(f"{partial}: written by another model or galcnn version (columns "
                           "differ); remove it or write to another output")
-    return {row["file"] for row in csv.DictReader(lines)}
+    complete = rows
+    if not text.endswith("\n") or len(rows[-1]) != len(columns):
+        complete = rows[:-1]  # a kill mid-row
+    complete = [complete[0]] + [row for row in complete[1:] if len(row) == len(columns)]
+    if len(complete) != len(rows):
+        write_csv(partial, complete[0], complete[1:])
+    position = columns.index("file")
+    return {canonical_key(row[position]) for row in complete[1:]}
 
 
 def count_rows(path: str, fmt: str) -> int:
@@ -64,8 +73,8 @@ def count_rows(path: str, fmt: str) -> int:
         from astropy.io import fits
 
         return int(fits.getheader(path, 1)["NAXIS2"])
-    with open(path, encoding="utf-8") as handle:
-        return max(0, sum(1 for _ in handle) - 1)
+    with open(path, newline="", encoding="utf-8") as handle:
+        return max(0, sum(1 for _ in csv.reader(handle)) - 1)
 
 
 def finish_table(partial: str, out_path: str, fmt: str, card: ModelCard,
@@ -99,3 +108,35 @@ def finish_table(partial: str, out_path: str, fmt: str, card: ModelCard,
     with atomic_output(out_path) as tmp:
         fits.HDUList([fits.PrimaryHDU(header=header), fits.table_to_hdu(table)]).writeto(tmp)
     os.remove(partial)
+
+
+def identity_path(out_path: str) -> str:
+    """``DIR/.NAME.galcnn.json`` beside a predictions table: the model and options that
+    wrote it, so that a resume with anything else is refused."""
+    directory, name = os.path.split(os.path.abspath(out_path))
+    return os.path.join(directory, f".{name}.galcnn.json")
+
+
+def write_identity(out_path: str, identity: dict) -> None:
+    write_json(identity_path(out_path), identity)
+
+
+def check_identity(out_path: str, what: str, identity: dict) -> None:
+    """Refuse to add rows to (or call complete) ``what`` unless the same model and options
+    wrote it."""
+    try:
+        with open(identity_path(out_path), encoding="utf-8") as handle:
+            written = json.load(handle)
+    except (OSError, ValueError):
+        raise GalcnnError(f"{what}: no record of the model that wrote it; use --overwrite to "
+                          "start again") from None
+    if written.get("model_sha256") != identity["model_sha256"]:
+        raise GalcnnError(f"{what} was written by another model (SHA-256 "
+                          f"{str(written.get('model_sha256'))[:16]}, this one "
+                          f"{identity['model_sha256'][:16]}); use --overwrite to start again "
+                          "or write to another output")
+    differ = sorted(k for k in identity if written.get(k) != identity[k])
+    if differ:
+        said = ", ".join(f"{k} {written.get(k)!r} (now {identity[k]!r})" for k in differ)
+        raise GalcnnError(f"{what} was written with other options: {said}; rerun with them, "
+                          "or use --overwrite to start again")

@@ -18,9 +18,11 @@ import numpy as np
 from astropy.io import fits
 
 from galcnn import __version__
-from galcnn.data.atomic import make_directory
+from galcnn.data.atomic import make_directory, make_parent, remove_stale_temporaries
 from galcnn.data.fitsio import FitsReadError, ImagePlanes, image_hdus
 from galcnn.data.inputs import collect_sources
+from galcnn.data.lock import output_lock
+from galcnn.errors import is_disk_full, naming_output
 from galcnn.stages.segment.catalogue import catalogue
 from galcnn.stages.segment.deblend import deblend_objects, renumber_in_raster_order
 from galcnn.stages.segment.objects import ROWS, class_mask, label_objects
@@ -82,17 +84,27 @@ def segment_image(planes: ImagePlanes, segmenter: Segmenter, options: SegmentOpt
         table = catalogue(labels, probs, flux, segmenter.classes, planes.header)
         table.meta.update({"galcnn": __version__, "model_sha256": segmenter.checksum,
                            "source": source, "hdu": planes.index})
-        write_maps(f"{stem}.seg.fits", planes.header, probs, mask, labels, coverage, segmenter,
-                   options, info, source, planes.index)
-        ext = "fits" if options.catalogue_format == "fits" else "csv"
-        write_catalogue(f"{stem}.cat.{ext}", table, options.catalogue_format)
+        # the maps last: a .seg.fits in place means every product of this HDU is complete
+        write_catalogue(catalogue_path(stem, options), table, options.catalogue_format)
         if options.overlay:
             write_overlay(f"{stem}.png", planes, labels, table, segmenter, statistics)
+        write_maps(f"{stem}.seg.fits", planes.header, probs, mask, labels, coverage, segmenter,
+                   options, info, source, planes.index)
         return len(table)
     finally:
         for path in scratch:
             if os.path.exists(path):
                 os.remove(path)
+
+
+def catalogue_path(stem: str, options: SegmentOptions) -> str:
+    return f"{stem}.cat.{'fits' if options.catalogue_format == 'fits' else 'csv'}"
+
+
+def is_complete(stem: str, options: SegmentOptions) -> bool:
+    """Whether every product of an output is in place (the maps are written last)."""
+    products = [f"{stem}.seg.fits", catalogue_path(stem, options)]
+    return all(os.path.exists(p) for p in products + ([f"{stem}.png"] * options.overlay))
 
 
 def segment(model_path: str, inputs: list[str], out_dir: str,
@@ -113,9 +125,20 @@ def segment(model_path: str, inputs: list[str], out_dir: str,
         sources, _, _ = collect_sources(inputs, require_any=True)
     except ValueError as exc:
         raise SegmentError(str(exc)) from exc
-    if not options.overwrite:
-        _refuse_other_models(out_dir, segmenter)
-    make_directory(out_dir)
+    make_parent(out_dir)
+    kept = "complete outputs are kept; free space, then run again to go on"
+    with output_lock(out_dir), naming_output(out_dir, kept):
+        if not options.overwrite:
+            _refuse_other_models(out_dir, segmenter)
+        make_directory(out_dir)
+        remove_stale_temporaries(out_dir)
+        result = _segment_all(sources, segmenter, options, out_dir, progress)
+    result.elapsed_s = time.monotonic() - started
+    return result
+
+
+def _segment_all(sources, segmenter: Segmenter, options: SegmentOptions, out_dir: str,
+                 progress) -> SegmentResult:
     result = SegmentResult(out_dir=out_dir)
     log_path = os.path.join(out_dir, "segment.csv")
     logged = _logged_outputs(log_path)
@@ -133,7 +156,6 @@ def segment(model_path: str, inputs: list[str], out_dir: str,
                 log_handle.flush()
             if advance:
                 advance(1)
-    result.elapsed_s = time.monotonic() - started
     return result
 
 
@@ -184,10 +206,9 @@ def _segment_file(path: str, source_id: str, segmenter: Segmenter, options: Segm
         multi = len(planes_list) > 1
         for planes in planes_list:
             stem = _output_stem(out_dir, source_id, planes.index, multi)
-            ext = "fits" if options.catalogue_format == "fits" else "csv"
             row = {**empty, "hdu": planes.index, "output": f"{stem}.seg.fits",
-                   "catalogue": f"{stem}.cat.{ext}"}
-            if os.path.exists(f"{stem}.seg.fits") and not options.overwrite:
+                   "catalogue": catalogue_path(stem, options)}
+            if is_complete(stem, options) and not options.overwrite:
                 result.n_skipped += 1
                 yield {**row, "status": "exists (skipped; --overwrite to redo)"}
                 continue
@@ -199,7 +220,9 @@ def _segment_file(path: str, source_id: str, segmenter: Segmenter, options: Segm
                 yield {**row, "output": "", "catalogue": "", "status": exc.problem}
                 continue
             except (ValueError, OSError, RuntimeError) as exc:
-                problem = f"could not be segmented ({type(exc).__name__}: {exc})"
+                problem = (f"no space left on device writing {stem}.*; nothing of it was kept"
+                           if is_disk_full(exc) else
+                           f"could not be segmented ({type(exc).__name__}: {exc})")
                 result.failures.append((f"{path}[{planes.index}]", problem))
                 yield {**row, "output": "", "catalogue": "", "status": problem}
                 continue

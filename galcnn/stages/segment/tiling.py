@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from galcnn.data.atomic import scratch_prefix
 from galcnn.card import ModelCard
 from galcnn.checkpoint import CheckpointError, file_checksum, load_model
 from galcnn.data.fitsio import ImagePlanes
@@ -144,7 +145,7 @@ def scratch_array(shape: tuple[int, ...], dtype, directory: str, stack: list) ->
     is appended to ``stack`` for the caller to remove)."""
     if int(np.prod(shape)) * np.dtype(dtype).itemsize <= IN_MEMORY_BYTES:
         return np.zeros(shape, dtype=dtype)
-    handle = tempfile.NamedTemporaryFile(dir=directory, prefix=".galcnn-scratch-", delete=False)
+    handle = tempfile.NamedTemporaryFile(dir=directory, prefix=scratch_prefix(), delete=False)
     handle.close()
     stack.append(handle.name)
     return np.memmap(handle.name, dtype=dtype, mode="w+", shape=shape)

@@ -5,9 +5,11 @@ DistributedSampler and only rank 0 writes. Every epoch ends with a checkpoint (`
 that holds weights, optimizer, scheduler, scaler, RNG states and the history, and every epoch
 is seeded from (seed, epoch): a killed or preempted job resumed with ``resume=True`` continues
 exactly. A stop request (Ctrl-C, SIGTERM) saves ``last.pt`` at the next batch boundary, with
-the epoch's position, so a resumed run goes on from that batch. Validation scores the model pooled over its symmetry group, the model every command
-runs. At the end the task measures the best checkpoint (classifiers get a calibration
-temperature) and the run directory gets its metrics and plots.
+the epoch's position, so a resumed run goes on from that batch. Validation scores the model
+pooled over its symmetry group, the model every command runs. At the end the task measures
+the best checkpoint (classifiers get a calibration temperature) and the run directory gets
+its metrics and plots. The run directory has one writer: a second ``train`` (or a
+``--resume`` while the first still runs) is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
@@ -28,9 +31,10 @@ import torch
 from galcnn import __version__
 from galcnn.card import ModelCard
 from galcnn.checkpoint import build_model, load_checkpoint, save_checkpoint
-from galcnn.data.atomic import make_directory
+from galcnn.data.atomic import make_directory, make_parent, remove_stale_temporaries
 from galcnn.data.dataset import PreparedDataset, is_prepared_dataset
-from galcnn.errors import GalcnnError
+from galcnn.data.lock import output_lock
+from galcnn.errors import GalcnnError, naming_output
 from galcnn.interrupt import Interrupted, StopRequest
 from galcnn.models import count_parameters
 from galcnn.models.symmetry import elements_of, random_elements, random_rotations
@@ -86,35 +90,46 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
     except ValueError as exc:
         raise TrainError(str(exc)) from exc
     init_distributed(dist_info, device)
-    last_path = os.path.join(run_dir, "last.pt")
-    found = set(os.listdir(run_dir)) if os.path.isdir(run_dir) else None
-    try:
-        if resume and not os.path.isfile(last_path):
-            raise TrainError(f"--resume: {last_path} not found; nothing to resume")
-        if dist_info.is_main:
-            check_run_dir(run_dir, resume, overwrite)
-            make_directory(run_dir)
-        _barrier(dist_info)
-        data_path = _prepared(data, run_dir, prepare_data, resume, dist_info)
-        run = _Run(data_path, run_dir, options, dist_info, device, command,
-                   fine_tune=not resume)
-        if resume:
-            run.resume(last_path)
-        run.fit(on_epoch_end, progress, stop)
-        if not dist_info.is_main:
-            return None
-        metrics = run.finish()
-        trainer = run.trainer
-        return TrainResult(run_dir=run_dir, classes=run.task.classes,
-                           epochs_run=trainer["epoch"] + 1, best_epoch=trainer["best_epoch"],
-                           metrics=metrics, stopped_early=trainer["stopped_early"],
-                           elapsed_s=time.monotonic() - started, history=trainer["history"])
-    except BaseException:
-        if dist_info.is_main and not os.path.exists(last_path):
-            _remove_unfinished(run_dir, found)
-        raise
-    finally:
-        close_distributed()
+    held = ExitStack()
+    if dist_info.is_main:  # one writer per run directory; a second one is refused
+        try:
+            make_parent(run_dir)
+            held.enter_context(output_lock(run_dir))
+        except BaseException:
+            close_distributed()
+            raise
+        remove_stale_temporaries(run_dir)
+    kept = "the last complete checkpoint is kept; free space, then --resume"
+    with held, naming_output(run_dir, kept):
+        last_path = os.path.join(run_dir, "last.pt")
+        found = set(os.listdir(run_dir)) if os.path.isdir(run_dir) else None
+        try:
+            if resume and not os.path.isfile(last_path):
+                raise TrainError(f"--resume: {last_path} not found; nothing to resume")
+            if dist_info.is_main:
+                check_run_dir(run_dir, resume, overwrite)
+                make_directory(run_dir)
+            _barrier(dist_info)
+            data_path = _prepared(data, run_dir, prepare_data, resume, dist_info)
+            run = _Run(data_path, run_dir, options, dist_info, device, command,
+                       fine_tune=not resume)
+            if resume:
+                run.resume(last_path)
+            run.fit(on_epoch_end, progress, stop)
+            if not dist_info.is_main:
+                return None
+            metrics = run.finish()
+            trainer = run.trainer
+            return TrainResult(run_dir=run_dir, classes=run.task.classes,
+                               epochs_run=trainer["epoch"] + 1, best_epoch=trainer["best_epoch"],
+                               metrics=metrics, stopped_early=trainer["stopped_early"],
+                               elapsed_s=time.monotonic() - started, history=trainer["history"])
+        except BaseException:
+            if dist_info.is_main and not os.path.exists(last_path):
+                _remove_unfinished(run_dir, found)
+            raise
+        finally:
+            close_distributed()
 
 
 def _remove_unfinished(run_dir: str, found: set[str] | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import shutil
 import os
 
 import numpy as np
@@ -12,9 +13,11 @@ from astropy.io import fits
 
 from galcnn.checkpoint import load_model
 from galcnn.data.dataset import PreparedDataset
+from galcnn.errors import GalcnnError
 from galcnn.inference import dataset_logits
 from galcnn.metrics import softmax
 from galcnn.stages.predict import PredictError, PredictOptions, columns_for, predict
+from galcnn.stages.predict.table import identity_path
 from galcnn.stages.prepare import PrepareOptions, prepare
 
 from helpers import SAMPLE_DATA, csv_rows, write_fits
@@ -111,6 +114,7 @@ def test_resume_after_a_kill_loses_and_repeats_nothing(classifier, cutouts, tmp_
     # what a kill leaves: header, five complete rows and half of the sixth
     with open(f"{out}.partial", "w") as handle:
         handle.write("".join(lines[:6]) + lines[6][: len(lines[6]) // 2])
+    shutil.copy(identity_path(str(full)), identity_path(str(out)))  # written before any row
     with pytest.raises(PredictError, match="use --resume"):
         predict(classifier, [str(cutouts)], str(out))
     result = predict(classifier, [str(cutouts)], str(out), resume=True)
@@ -120,3 +124,47 @@ def test_resume_after_a_kill_loses_and_repeats_nothing(classifier, cutouts, tmp_
     again = predict(classifier, [str(cutouts)], str(out), resume=True)  # a requeued job
     assert (again.n_ok, again.n_skipped_resume, again.n_rows) == (0, 12, 12)
     assert sorted(open(out).read().splitlines()) == sorted(open(full).read().splitlines())
+
+
+def _other_model(classifier: str, path) -> str:
+    """The same architecture with other weights: another model to predict with."""
+    from galcnn.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(classifier)
+    weights = {k: v + 0.01 if v.is_floating_point() else v for k, v in state["model"].items()}
+    save_checkpoint(str(path), state["card"], weights)
+    return str(path)
+
+
+def test_resume_with_another_model_or_options_is_refused(classifier, cutouts, tmp_path):
+    other = _other_model(classifier, tmp_path / "other.pt")
+    out = tmp_path / "p.csv"
+    predict(classifier, [str(cutouts)], str(out))
+    rows = open(out).read()
+    with pytest.raises(GalcnnError, match="written by another model"):
+        predict(other, [str(cutouts)], str(out), resume=True)  # "already complete" before
+    lines = rows.splitlines(keepends=True)
+    os.rename(out, f"{out}.partial")  # as if killed after five rows
+    open(f"{out}.partial", "w").write("".join(lines[:6]))
+    with pytest.raises(GalcnnError, match="written by another model"):
+        predict(other, [str(cutouts)], str(out), resume=True)
+    with pytest.raises(GalcnnError, match=r"other options: tta False \(now True\)"):
+        predict(classifier, [str(cutouts)], str(out), PredictOptions(tta=True), resume=True)
+    assert open(f"{out}.partial").read() == "".join(lines[:6])  # untouched
+    result = predict(classifier, [str(cutouts)], str(out), resume=True)
+    assert result.n_skipped_resume == 5 and result.n_rows == 12
+    assert sorted(open(out).read().splitlines()) == sorted(rows.splitlines())
+
+
+def test_resume_with_inputs_spelled_differently_adds_no_row(classifier, cutouts, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.chdir(cutouts.parent)
+    out = tmp_path / "p.csv"
+    predict(classifier, ["cutouts"], str(out))
+    lines = open(out).read().splitlines(keepends=True)
+    os.rename(out, f"{out}.partial")
+    open(f"{out}.partial", "w").write("".join(lines[:8]))
+    result = predict(classifier, ["./cutouts/", str(cutouts / "..") + "/cutouts"], str(out),
+                     resume=True)
+    assert (result.n_skipped_resume, result.n_ok, result.n_rows) == (7, 5, 12)
+    assert len(csv_rows(str(out))) == 12

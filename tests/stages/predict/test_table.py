@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import os
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -31,10 +34,26 @@ def test_resuming_cuts_a_torn_line_and_checks_the_columns(tmp_path):
     partial = tmp_path / "p.csv.partial"
     header = ",".join(columns_for(CLASSES))
     partial.write_text(f"{header}\nx,x.fits,0,,,a,1,0,1,0,,ok\ny,y.fits,0,,,a,1")
-    assert done_files(str(partial), columns_for(CLASSES)) == {"x.fits"}
-    assert partial.read_text().endswith(",ok\n")
+    assert done_files(str(partial), columns_for(CLASSES)) == {os.path.realpath("x.fits")}
+    assert partial.read_bytes().endswith(b",ok\r\n")
     with pytest.raises(GalcnnError, match="written by another model"):
         done_files(str(partial), columns_for(["a", "c"]))
+
+
+def test_names_with_line_breaks_are_one_row_each_however_spelled(tmp_path):
+    partial = tmp_path / "p.csv.partial"
+    names = [str(tmp_path / f"a{brk}b.fits") for brk in ("\n", "\r", "\u2028", "\x85")]
+    with open(partial, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns_for(CLASSES))
+        for name in names:
+            writer.writerow(format_row("x", name, 0, 1.0, 2.0, CLASSES, np.array([0.5, 0.5])))
+    assert done_files(str(partial), columns_for(CLASSES)) == set(names)
+    assert count_rows(str(partial), "csv") == 4
+    spelled = str(tmp_path / "." / "a\nb.fits")  # another spelling of the first name
+    from galcnn.data.inputs import canonical_key
+
+    assert canonical_key(spelled) in done_files(str(partial), columns_for(CLASSES))
 
 
 def test_fits_table_keeps_columns_and_provenance(tmp_path):
