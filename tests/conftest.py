@@ -96,3 +96,27 @@ def field_file(tmp_path_factory) -> str:
     image, _, _, header = simulate_field((200, 150), n_galaxies=6, n_stars=4,
                                          rng=np.random.default_rng(3))
     return write_fits(tmp_path_factory.mktemp("fields") / "field.fits", image, header=header)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A directory on a tiny file system with no space left (a tmpfs mount; skipped where
+    this process may not mount one)."""
+    import subprocess
+
+    mount = tmp_path / "full"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a small file system here")
+    try:
+        with open(mount / ".filler", "wb", buffering=0) as handle:
+            try:
+                while True:
+                    handle.write(b"\0" * 4096)
+            except OSError:
+                pass
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)

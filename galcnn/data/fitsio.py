@@ -178,7 +178,8 @@ def _read_one(path: str, hdu: int | str | None) -> tuple[np.ndarray, int, int, s
         raise FitsReadError(path, _describe_exception(exc, path)) from exc
 
     raw = _as_cube(raw, path, index)
-    data = raw.astype(np.float32)  # native byte order, a copy
+    with np.errstate(over="ignore"):  # values beyond float32 are named below
+        data = raw.astype(np.float32)  # native byte order, a copy
     if np.issubdtype(raw.dtype, np.integer):  # no NaN or inf: only BLANK marks bad pixels
         blank = _physical_blank(header)
         if blank is None:
@@ -187,6 +188,10 @@ def _read_one(path: str, hdu: int | str | None) -> tuple[np.ndarray, int, int, s
     else:
         bad = ~np.isfinite(data)
     n_bad = int(np.count_nonzero(bad))
+    if n_bad and raw.dtype.itemsize > 4 and np.isfinite(raw[bad]).any():
+        largest = float(np.max(np.abs(raw[bad & np.isfinite(raw)])))
+        raise FitsReadError(path, f"pixel values beyond the float32 range (largest |value| "
+                                  f"{largest:.3g}); rescale the image")
     if n_bad:
         data[bad] = np.nan
     return data, n_bad, index, extname, header

@@ -65,8 +65,11 @@ def output_lock(path: str) -> Iterator[None]:
             break
         os.close(descriptor)
     try:
-        os.ftruncate(descriptor, 0)
-        os.write(descriptor, f"{os.getpid()}\n".encode())
+        try:  # who holds it, for the message a second writer gets; not needed for the lock
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass
         yield
     finally:
         try:

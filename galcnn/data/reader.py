@@ -54,6 +54,8 @@ class Sample:
     n_bad: int = 0
     band_names: list[str] = field(default_factory=list)
     problem: str | None = None
+    warning: str | None = None
+    """Usable but meaningless (:meth:`Preprocess.warning`); a problem under ``strict``."""
 
     @property
     def image(self) -> np.ndarray:
@@ -62,17 +64,20 @@ class Sample:
 
 def read_batch(tasks: list[ReadTask], recipe: Preprocess, *, same_size: bool = False,
                masks: str = "none", mask_nsigma: float = 2.0, raw: bool = False,
-               store: str | None = None, expected: str = "expected") -> list[Sample]:
+               store: str | None = None, expected: str = "expected",
+               strict: bool = False) -> list[Sample]:
     """Read, check and preprocess sources, one :class:`Sample` each (see
     :meth:`Preprocess.problem` for ``same_size``); ``masks`` is ``none``, ``auto`` or
     ``hdu:NAME``. The stretch statistics of the batch are measured together. ``raw``: the
     images as read (float32, NaN for bad pixels), for the recipe to run on a device.
     ``store``: write the batch's images into a shard of that prepared-dataset directory
     (:func:`galcnn.data.writer.store_samples`), so that only their places travel back.
-    ``expected``: whose the recipe is, in problems (``the model needs``)."""
+    ``expected``: whose the recipe is, in problems (``the model needs``). ``strict``: a
+    warning (a constant image) is a problem, as for training data."""
     samples, images, usable = [], [], []
     for task in tasks:
-        sample, data = _read_and_check(task, recipe, same_size, masks, mask_nsigma, expected)
+        sample, data = _read_and_check(task, recipe, same_size, masks, mask_nsigma, expected,
+                                       strict)
         samples.append(sample)
         if data is not None and raw:
             sample.images, sample.transforms = [data], ["identity"]
@@ -99,7 +104,8 @@ def read_sample(task: ReadTask, recipe: Preprocess, **options) -> Sample:
 
 
 def _read_and_check(task: ReadTask, recipe: Preprocess, same_size: bool, masks: str,
-                    mask_nsigma: float, expected: str) -> tuple[Sample, np.ndarray | None]:
+                    mask_nsigma: float, expected: str, strict: bool
+                    ) -> tuple[Sample, np.ndarray | None]:
     """The sample so far (HDU, position, masks, or its problem) and the image to normalise."""
     try:
         image = recipe.read(task.source.paths)
@@ -107,6 +113,10 @@ def _read_and_check(task: ReadTask, recipe: Preprocess, same_size: bool, masks: 
         return Sample(task.index, problem=exc.problem), None
     sample = Sample(task.index, hdu=image.hdu, n_bad=image.n_bad, band_names=image.band_names)
     sample.problem = recipe.problem(image, same_size=same_size, expected=expected)
+    if not sample.problem:
+        sample.warning = recipe.warning(image)
+        if strict and sample.warning:
+            sample.problem, sample.warning = sample.warning, None
     if sample.problem:
         return sample, None
     try:

@@ -161,6 +161,16 @@ class Preprocess:
             return _geometry_problem(image.shape, self.size, self.fit, same_size)
         return None
 
+    def warning(self, image: FitsImage) -> str | None:
+        """Why a usable ``image`` still cannot say anything (one line), or None: a constant
+        image (all zero, a blank detector read) has no morphology, yet a network would
+        give it a confident class."""
+        with np.errstate(invalid="ignore"):
+            low, high = np.nanmin(image.data), np.nanmax(image.data)
+        if low == high:
+            return f"constant image (every usable pixel is {float(low):g})"
+        return None
+
     # ------------------------------------------------------------------ applying
 
     def normalise(self, data: np.ndarray, context: WindowContext | None = None) -> np.ndarray:

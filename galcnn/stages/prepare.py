@@ -202,7 +202,8 @@ def _prepare(inputs: list[str], out_dir: str, *, options: PrepareOptions | None 
                        masks=options.masks != "none", overwrite=overwrite) as writer:
         for sample in read_samples(tasks, recipe, workers=workers, store=writer.tmp_dir,
                                    same_size=options.preprocess.size is None,
-                                   masks=options.masks, mask_nsigma=options.mask_nsigma):
+                                   masks=options.masks, mask_nsigma=options.mask_nsigma,
+                                   strict=True):
             source = used[sample.index]
             if advance:
                 advance(1)

@@ -199,3 +199,23 @@ def test_a_second_writer_of_any_output_is_refused_with_one_line(classifier, unet
         assert lines == [f"Error: {path} is being written by another galcnn process (pid {pid}); "
                          "wait for it to finish or write to another output"], (name, lines)
         assert not os.path.exists(path) or name == "train" and os.listdir(path) == []
+
+
+def test_a_full_disk_names_the_output_in_one_line_in_every_command(classifier, unet, cutouts,
+                                                                   simulated, full_disk):
+    commands = {
+        "predict": (full_disk / "p.csv", ["predict", classifier, str(cutouts), "-o",
+                                          str(full_disk / "p.csv")]),
+        "train": (full_disk / "run", ["train", "--data", simulated, "--out",
+                                      str(full_disk / "run"), "--epochs", "1"]),
+        "prepare": (full_disk / "prep", ["prepare", str(cutouts), "-o",
+                                         str(full_disk / "prep")]),
+        "segment": (full_disk / "seg", ["segment", unet, FIELD, "--hdu", "SCI", "-o",
+                                        str(full_disk / "seg")]),
+    }
+    for name, (path, args) in commands.items():
+        result = _invoke(args)
+        assert result.exit_code == EXIT_FATAL, (name, result.output)
+        line = _one_line_error(result)
+        assert line.startswith(f"Error: no space left on device writing {path}"), (name, line)
+    assert sorted(os.listdir(full_disk)) == [".filler"]  # nothing half-written left

@@ -173,3 +173,11 @@ def test_mirabest_confident_fr_classes(shared_data, tmp_path):
         assert row["ra"] == pytest.approx(float(entry["ra"]), abs=0.002)
         assert row["dec"] == pytest.approx(float(entry["dec"]), abs=0.002)
     assert dataset.image(0).shape == (1, 128, 128)
+
+
+def test_constant_images_are_refused_for_training(class_dirs, tmp_path):
+    first = sorted(os.listdir(class_dirs))[0]
+    write_fits(class_dirs / first / "blank.fits", np.zeros((32, 32), dtype=np.float32))
+    result = prepare([str(class_dirs)], str(tmp_path / "out"), workers=1)
+    assert [(os.path.basename(p), m) for p, m in result.failures] == [
+        ("blank.fits", "constant image (every usable pixel is 0)")]

@@ -68,6 +68,8 @@ class PredictResult:
     n_skipped_resume: int
     elapsed_s: float
     failures: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    """Inputs predicted but flagged (``warning: ...`` status), such as constant images."""
 
 
 def predict(model_path: str, inputs: list[str], out_path: str,
@@ -150,6 +152,7 @@ def _write_table(model_path: str, inputs: list[str], out_path: str, options: Pre
     to_inputs = _device_inputs(DeviceRecipe(recipe, device)) if on_device else np.stack
     n_ok = 0
     failures: list[tuple[str, str]] = []
+    warnings: list[tuple[str, str]] = []
     advance = progress(len(todo) + len(grouping_problems)) if progress else None
     with open(partial, "a" if done else "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -169,8 +172,11 @@ def _write_table(model_path: str, inputs: list[str], out_path: str, options: Pre
             probs, spread = _beliefs(predictor, to_inputs, [s.image for _, s in batch],
                                      options.tta)
             for (source, sample), p, s in zip(batch, probs, spread):
+                status = f"warning: {sample.warning}" if sample.warning else "ok"
                 writer.writerow(format_row(source.id, source.path_text, sample.hdu, sample.ra,
-                                           sample.dec, classes, p, s))
+                                           sample.dec, classes, p, s, status))
+                if sample.warning:
+                    warnings.append((source.path_text, sample.warning))
             n_ok += len(batch)
             handle.flush()
             if advance:
@@ -199,7 +205,8 @@ def _write_table(model_path: str, inputs: list[str], out_path: str, options: Pre
     finish_table(partial, out_path, options.format, card, identity["model_sha256"])
     return PredictResult(out_path=out_path, n_rows=n_ok + len(failures) + n_skipped, n_ok=n_ok,
                          n_failed=len(failures), n_skipped_resume=n_skipped,
-                         elapsed_s=time.monotonic() - started, failures=failures)
+                         elapsed_s=time.monotonic() - started, failures=failures,
+                         warnings=warnings)
 
 
 def _device_inputs(recipe: DeviceRecipe):

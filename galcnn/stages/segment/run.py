@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from astropy.io import fits
@@ -30,7 +32,7 @@ from galcnn.stages.segment.options import SegmentError, SegmentOptions
 from galcnn.stages.segment.output import write_catalogue, write_maps, write_overlay
 from galcnn.stages.segment.tiling import Segmenter, probability_maps, scratch_array
 
-__all__ = ["SegmentResult", "segment", "segment_image", "LOG_COLUMNS"]
+__all__ = ["SegmentResult", "Segmented", "segment", "segment_image", "LOG_COLUMNS"]
 
 #: ``segment.csv`` in the output directory: one row per input image HDU, appended as done.
 LOG_COLUMNS = ("file", "hdu", "output", "catalogue", "n_objects", "seconds", "status")
@@ -43,6 +45,8 @@ class SegmentResult:
     n_objects: int = 0
     n_skipped: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    """Outputs written but meaningless (constant or all-bad images: no objects)."""
     outputs: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     megapixels: float = 0.0
@@ -52,9 +56,25 @@ class SegmentResult:
         return len(self.failures)
 
 
+class Segmented(NamedTuple):
+    n_objects: int
+    warning: str | None = None
+    """Why the result means nothing although it was written (a constant image: no objects)."""
+
+
+def _degenerate(value_range: tuple[float, float]) -> str | None:
+    low, high = value_range
+    if low > high:
+        return "every pixel is NaN, inf or BLANK"
+    if low == high:
+        return f"constant image (every usable pixel is {low:g})"
+    return None
+
+
 def segment_image(planes: ImagePlanes, segmenter: Segmenter, options: SegmentOptions,
-                  stem: str, source: str) -> int:
-    """Segment one image HDU into ``stem``.seg.fits and its catalogue; the object count.
+                  stem: str, source: str) -> Segmented:
+    """Segment one image HDU into ``stem``.seg.fits and its catalogue; the object count, and
+    a warning for an image with nothing to find (constant or all bad: no objects).
 
     Raises :class:`galcnn.data.fitsio.FitsReadError` for an image the model cannot take."""
     scratch: list[str] = []
@@ -70,9 +90,13 @@ def segment_image(planes: ImagePlanes, segmenter: Segmenter, options: SegmentOpt
         shape = planes.shape
         mask = class_mask(probs, options.threshold,
                           scratch_array(shape, np.int16, directory, scratch))
+        warning = _degenerate(info["range"])
         labels = label_objects(mask, scratch_array(shape, np.int32, directory, scratch),
                                min_area=options.min_area)
-        if options.deblend:
+        if warning:  # whatever the network makes of it, there is nothing there
+            for start in range(0, shape[0], ROWS):
+                labels[start:start + ROWS] = 0
+        if options.deblend and not warning:
             n_labels = deblend_objects(labels, flux, min_area=options.min_area,
                                        contrast=options.deblend_contrast,
                                        max_area=4 * int(np.prod(segmenter.card.preprocess.size)))
@@ -90,7 +114,7 @@ def segment_image(planes: ImagePlanes, segmenter: Segmenter, options: SegmentOpt
             write_overlay(f"{stem}.png", planes, labels, table, segmenter, statistics)
         write_maps(f"{stem}.seg.fits", planes.header, probs, mask, labels, coverage, segmenter,
                    options, info, source, planes.index)
-        return len(table)
+        return Segmented(len(table), warning)
     finally:
         for path in scratch:
             if os.path.exists(path):
@@ -130,9 +154,15 @@ def segment(model_path: str, inputs: list[str], out_dir: str,
     with output_lock(out_dir), naming_output(out_dir, kept):
         if not options.overwrite:
             _refuse_other_models(out_dir, segmenter)
+        created = not os.path.exists(out_dir)
         make_directory(out_dir)
         remove_stale_temporaries(out_dir)
-        result = _segment_all(sources, segmenter, options, out_dir, progress)
+        try:
+            result = _segment_all(sources, segmenter, options, out_dir, progress)
+        except BaseException:
+            if created and _holds_no_output(out_dir):
+                shutil.rmtree(out_dir, ignore_errors=True)
+            raise
     result.elapsed_s = time.monotonic() - started
     return result
 
@@ -157,6 +187,14 @@ def _segment_all(sources, segmenter: Segmenter, options: SegmentOptions, out_dir
             if advance:
                 advance(1)
     return result
+
+
+def _holds_no_output(out_dir: str) -> bool:
+    """Whether a directory holds nothing but a log without rows (a run that failed at once)."""
+    names = os.listdir(out_dir)
+    if not set(names) <= {"segment.csv"}:
+        return False
+    return not names or len(_logged_outputs(os.path.join(out_dir, "segment.csv")) or ()) == 0
 
 
 def _refuse_other_models(out_dir: str, segmenter: Segmenter) -> None:
@@ -214,7 +252,7 @@ def _segment_file(path: str, source_id: str, segmenter: Segmenter, options: Segm
                 continue
             begun = time.monotonic()
             try:
-                n_objects = segment_image(planes, segmenter, options, stem, path)
+                n_objects, warning = segment_image(planes, segmenter, options, stem, path)
             except FitsReadError as exc:
                 result.failures.append((f"{path}[{planes.index}]", exc.problem))
                 yield {**row, "output": "", "catalogue": "", "status": exc.problem}
@@ -230,5 +268,7 @@ def _segment_file(path: str, source_id: str, segmenter: Segmenter, options: Segm
             result.n_objects += n_objects
             result.outputs.append(f"{stem}.seg.fits")
             result.megapixels += planes.shape[0] * planes.shape[1] / 1e6
-            yield {**row, "n_objects": n_objects,
-                   "seconds": f"{time.monotonic() - begun:.2f}", "status": "ok"}
+            if warning:
+                result.warnings.append((f"{path}[{planes.index}]", warning))
+            yield {**row, "n_objects": n_objects, "seconds": f"{time.monotonic() - begun:.2f}",
+                   "status": f"warning: {warning}" if warning else "ok"}

@@ -188,10 +188,13 @@ def probability_maps(planes: ImagePlanes, segmenter: Segmenter, options: Segment
             coverage[ys:ye, xs:xe] += (w > 0).astype(np.int16)
 
     batch: list[tuple[int, int, np.ndarray]] = []
+    low, high = np.inf, -np.inf  # the image's value range, to flag a constant image
     for y0, x0 in tile_grid((ny, nx), tile):
         window = _padded_window(planes, y0 - halo, y0 + tile + halo, x0 - halo,
                                 x0 + tile + halo)
         core = window[:, halo:halo + min(tile, ny - y0), halo:halo + min(tile, nx - x0)]
+        if np.isfinite(core).any():
+            low, high = min(low, float(np.nanmin(core))), max(high, float(np.nanmax(core)))
         flux[y0:y0 + core.shape[1], x0:x0 + core.shape[2]] = \
             np.nan_to_num((core - background).sum(axis=0))
         batch.append((y0, x0, recipe.apply_window(window, context)))
@@ -203,5 +206,6 @@ def probability_maps(planes: ImagePlanes, segmenter: Segmenter, options: Segment
     for start in range(0, ny, 512):
         rows = slice(start, min(start + 512, ny))
         probs[:, rows] /= np.maximum(weights[rows], 1e-12)
-    info = {"tile": tile, "halo": halo, "blend": blend, "stretch": context.statistics}
+    info = {"tile": tile, "halo": halo, "blend": blend, "stretch": context.statistics,
+            "range": (low, high)}
     return probs, coverage, flux, info

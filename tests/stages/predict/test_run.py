@@ -168,3 +168,22 @@ def test_resume_with_inputs_spelled_differently_adds_no_row(classifier, cutouts,
                      resume=True)
     assert (result.n_skipped_resume, result.n_ok, result.n_rows) == (7, 5, 12)
     assert len(csv_rows(str(out))) == 12
+
+
+def test_constant_images_are_flagged_and_huge_values_named(classifier, cutouts, tmp_path):
+    write_fits(cutouts / "zeros.fits", np.zeros((32, 32), dtype=np.float32))
+    write_fits(cutouts / "flat.fits", np.full((32, 32), 7.5))
+    huge = np.random.default_rng(0).normal(size=(32, 32))
+    huge[3, 4] = 1e300
+    write_fits(cutouts / "huge.fits", huge)
+    out = tmp_path / "p.csv"
+    result = predict(classifier, [str(cutouts)], str(out))
+    rows = {os.path.basename(r["file"]): r for r in csv_rows(out)}
+    assert rows["zeros.fits"]["status"] == "warning: constant image (every usable pixel is 0)"
+    assert rows["flat.fits"]["status"] == "warning: constant image (every usable pixel is 7.5)"
+    assert rows["zeros.fits"]["predicted"] != ""  # beliefs are written, but flagged
+    assert rows["huge.fits"]["status"] == ("error: pixel values beyond the float32 range "
+                                           "(largest |value| 1e+300); rescale the image")
+    assert sorted(os.path.basename(p) for p, _ in result.warnings) == ["flat.fits",
+                                                                      "zeros.fits"]
+    assert sum(r["status"] == "ok" for r in rows.values()) == 12
