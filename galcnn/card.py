@@ -59,8 +59,8 @@ class ModelCard:
         unknown = [name for pair in self.mirror_pairs for name in pair if name not in self.classes]
         if unknown:
             raise ValueError(f"mirror pair class(es) {', '.join(unknown)} not among the classes")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.temperature < float("inf"):
+            raise ValueError(f"temperature must be finite and > 0, got {self.temperature}")
 
     @property
     def mirror_swap(self) -> list[int] | None:

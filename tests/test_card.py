@@ -84,8 +84,9 @@ def test_galcnn_0_1_unet_card_is_converted():
 def test_cards_that_cannot_describe_a_model_are_refused():
     with pytest.raises(ValueError, match="not among the classes"):
         _card(mirror_pairs=[("spiral_cw", "lenticular")])
-    with pytest.raises(ValueError, match="temperature must be > 0"):
-        _card(temperature=0.0)
+    for temperature in (0.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="temperature must be finite and > 0"):
+            _card(temperature=temperature)
     with pytest.raises(ValueError, match="upgrade galcnn"):
         ModelCard.from_dict({**_card().to_dict(), "card_version": CARD_VERSION + 1})
     with pytest.raises(KeyError):

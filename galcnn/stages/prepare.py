@@ -11,6 +11,7 @@ appears only when complete.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -36,6 +37,8 @@ from galcnn.data.splits import SPLITS, assign_splits
 from galcnn.data.writer import DatasetWriter
 from galcnn.errors import GalcnnError, naming_output
 from galcnn.runtime import worker_count
+
+logger = logging.getLogger("galcnn")
 
 __all__ = ["PrepareOptions", "PrepareResult", "PrepareError", "prepare"]
 
@@ -154,6 +157,24 @@ def prepare(inputs: list[str], out_dir: str, *, options: PrepareOptions | None =
                         overwrite=overwrite, progress=progress, command=command)
 
 
+def _warn_about_labels(conflicts: list[str], label_map: dict | None, splits: dict) -> None:
+    """Say on screen what would otherwise hide in metadata.json: ids the label table gives
+    two labels (left unlabelled), and classes with no validation sample."""
+    if conflicts:
+        logger.warning("labels: %d id(s) have two different labels and were left unlabelled "
+                       "(e.g. %s); see metadata.json, conflicting_ids",
+                       len(conflicts), ", ".join(conflicts[:3]))
+    if not label_map:
+        return
+    members = Counter(label_map.values())
+    in_val = Counter(label_map[s] for s, split in splits.items() if split == "val")
+    for name in sorted(members):
+        if members[name] < 2 or not in_val[name] and any(in_val.values()):
+            logger.warning("class %s has %d sample(s), %d in validation: too few to train "
+                           "or validate; add examples or leave it out with --classes",
+                           name, members[name], in_val[name])
+
+
 def _prepare(inputs: list[str], out_dir: str, *, options: PrepareOptions | None = None,
              labels: str | None = None, id_column: str | None = None,
              label_column: str | None = None, where: dict[str, str] | None = None,
@@ -185,6 +206,7 @@ def _prepare(inputs: list[str], out_dir: str, *, options: PrepareOptions | None 
         raise PrepareError("no labelled input left to prepare")
     splits = assign_splits(used, label_map, val_fraction=options.val_fraction,
                            test_fraction=options.test_fraction, seed=options.seed)
+    _warn_about_labels(found.info.get("conflicting_ids") or [], label_map, splits)
     n_bands, native_size, probe_bands = _probe(used, recipe)
     names = band_order or probe_bands
     if len(names) != n_bands:

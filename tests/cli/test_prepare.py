@@ -162,3 +162,18 @@ def test_sample_data_prepares(tmp_path):
                                                      "spiral_cw"]
     result = run_cli("prepare", os.path.join(root, "mirabest"), "-o", tmp_path / "mb")
     assert result.exit_code == 0 and metadata(tmp_path / "mb")["preprocess"]["size"] == [150, 150]
+
+
+def test_conflicting_labels_and_a_class_of_one_are_said_on_screen(tmp_path):
+    folder = tmp_path / "cutouts"
+    for i in range(9):
+        write_fits(folder / f"g{i}.fits", noise_image(seed=i))
+    rows = [("g0", "a"), ("g0", "b")] + [(f"g{i}", "a" if i < 5 else "b") for i in range(1, 8)]
+    rows.append(("g8", "c"))  # a class with one member
+    with open(folder / "labels.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([("id", "label"), *rows])
+    result = run_cli("prepare", str(folder), "-o", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert "labels: 1 id(s) have two different labels and were left unlabelled (e.g. g0)" \
+        in result.output
+    assert "class c has 1 sample(s), 0 in validation: too few" in result.output
