@@ -147,14 +147,109 @@ def prepare(inputs: list[str], out_dir: str, *, options: PrepareOptions | None =
     PrepareError
         When nothing can be prepared; per-file problems are returned, not raised.
     """
+    started = time.monotonic()
+    options = options or PrepareOptions()
+    recipe = options.preprocess
     make_parent(out_dir)
     with output_lock(out_dir), naming_output(out_dir, "nothing was written; an existing "
                                              "output is unchanged"):
         remove_stale_temporaries(out_dir)
-        return _prepare(inputs, out_dir, options=options, labels=labels,
-                        id_column=id_column, label_column=label_column, where=where,
-                        classes=classes, no_labels=no_labels, workers=workers,
-                        overwrite=overwrite, progress=progress, command=command)
+        if os.path.exists(out_dir) and not overwrite:
+            raise PrepareError(f"{out_dir} already exists; use --overwrite to replace it")
+        try:
+            sources, band_order, failures = collect_sources(
+                inputs, band_pattern=recipe.band_pattern, bands=recipe.bands, require_any=True)
+            found = resolve_labels(sources, inputs, table=labels, id_column=id_column,
+                                   label_column=label_column, where=where, no_labels=no_labels)
+            if found.labels is not None:
+                class_list, label_map, dropped = choose_classes(found.labels, classes)
+            elif classes:
+                raise PrepareError("--classes needs labels (a table or class-named folders)")
+            else:
+                class_list, label_map, dropped = [], None, {}
+        except ValueError as exc:
+            raise PrepareError(str(exc)) from exc
+        used = [s for s in sources if label_map is None or s in label_map]
+        if not used:
+            raise PrepareError("no labelled input left to prepare")
+        splits = assign_splits(used, label_map, val_fraction=options.val_fraction,
+                               test_fraction=options.test_fraction, seed=options.seed)
+        _warn_about_labels(found.info.get("conflicting_ids") or [], label_map, splits)
+        n_bands, native_size, probe_bands = _probe(used, recipe)
+        names = band_order or probe_bands
+        if len(names) != n_bands:
+            names = [str(i) for i in range(n_bands)]
+        recipe = recipe.with_inputs(names, native_size)
+
+        workers = worker_count(workers)
+        tasks = [ReadTask(i, s, _copies(options, i) if splits[s] == "train" else ())
+                 for i, s in enumerate(used)]
+        class_index = {name: i for i, name in enumerate(class_list)}
+        counts = {split: Counter() for split in SPLITS}
+        n_bad_pixels = 0
+        advance = progress(len(tasks)) if progress else None
+        with DatasetWriter(out_dir, (n_bands, *recipe.size), recipe.dtype,
+                           masks=options.masks != "none", overwrite=overwrite) as writer:
+            for sample in read_samples(tasks, recipe, workers=workers, store=writer.tmp_dir,
+                                       same_size=options.preprocess.size is None,
+                                       masks=options.masks, mask_nsigma=options.mask_nsigma,
+                                       strict=True):
+                source = used[sample.index]
+                if advance:
+                    advance(1)
+                if sample.problem:
+                    failures.append((source.path_text, sample.problem))
+                    continue
+                label = label_map[source] if label_map is not None else ""
+                n_bad_pixels += sample.n_bad
+                counts[splits[source]][label or "unlabelled"] += len(sample.transforms)
+                writer.add(source, sample, label=label, label_index=class_index.get(label, -1),
+                           split=splits[source])
+            if not writer.rows:
+                raise PrepareError(f"no input could be prepared ({len(failures)} failed, e.g. "
+                                   f"{failures[0][0]}: {failures[0][1]})" if failures else
+                                   "no input could be prepared")
+            n_sources = len({r["file"] for r in writer.rows})
+            metadata = {
+                "galcnn_version": __version__,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "command": command or " ".join(sys.argv),
+                "inputs": [os.path.abspath(i) if not str(i).startswith("@") else i for i in inputs],
+                "classes": class_list,
+                "class_counts": {split: {c: counts[split].get(c, 0) for c in class_list}
+                                 for split in ("train", "val", "test")} if label_map else {},
+                "n_samples": len(writer.rows), "n_sources": n_sources, "n_failed": len(failures),
+                "n_unlabelled_files": len(found.unlabelled),
+                "n_labels_without_file": len(found.missing), "dropped_classes": dropped,
+                "labels": {"source": found.source, **found.info},
+                "preprocess": recipe.to_dict(), "options": options.to_dict(),
+            }
+            if label_map is None:
+                metadata["n_unlabelled_samples"] = counts["unlabelled"]["unlabelled"]
+            if options.masks != "none":
+                metadata["masks"] = {"source": options.masks, "values": {
+                    "0": "background", "1": "central object", "2": "other objects"}}
+            writer.commit(metadata, failures=failures, lists={
+                "unlabelled.txt": [s.path_text for s in found.unlabelled],
+                "missing_files.txt": found.missing})
+            n_samples = len(writer.rows)
+
+        return PrepareResult(out_dir=out_dir, n_sources=n_sources, n_samples=n_samples,
+                             classes=class_list,
+                             class_counts={s: dict(counts[s]) for s in SPLITS if counts[s]},
+                             failures=failures, n_unlabelled=len(found.unlabelled),
+                             n_missing=len(found.missing), dropped_classes=dropped,
+                             label_source=found.source, size=recipe.size, n_bands=n_bands,
+                             n_bad_pixels=n_bad_pixels, elapsed_s=time.monotonic() - started,
+                             masks=options.masks)
+
+
+def _copies(options: PrepareOptions, index: int) -> tuple:
+    """The augmentation transforms of training source ``index`` (seeded per source)."""
+    if not options.copies:
+        return ()
+    rng = np.random.default_rng([options.seed, index])
+    return tuple(choose_transforms(options.augment, options.copies, rng))
 
 
 def _warn_about_labels(conflicts: list[str], label_map: dict | None, splits: dict) -> None:
@@ -173,115 +268,6 @@ def _warn_about_labels(conflicts: list[str], label_map: dict | None, splits: dic
             logger.warning("class %s has %d sample(s), %d in validation: too few to train "
                            "or validate; add examples or leave it out with --classes",
                            name, members[name], in_val[name])
-
-
-def _prepare(inputs: list[str], out_dir: str, *, options: PrepareOptions | None = None,
-             labels: str | None = None, id_column: str | None = None,
-             label_column: str | None = None, where: dict[str, str] | None = None,
-             classes: list[str] | None = None, no_labels: bool = False,
-             workers: int | None = None, overwrite: bool = False,
-             progress: Callable[[int], Callable[[int], None]] | None = None,
-             command: str | None = None) -> PrepareResult:
-    """The body of :func:`prepare`, run while holding the output's lock."""
-    started = time.monotonic()
-    options = options or PrepareOptions()
-    recipe = options.preprocess
-    if os.path.exists(out_dir) and not overwrite:
-        raise PrepareError(f"{out_dir} already exists; use --overwrite to replace it")
-    try:
-        sources, band_order, failures = collect_sources(
-            inputs, band_pattern=recipe.band_pattern, bands=recipe.bands, require_any=True)
-        found = resolve_labels(sources, inputs, table=labels, id_column=id_column,
-                               label_column=label_column, where=where, no_labels=no_labels)
-        if found.labels is not None:
-            class_list, label_map, dropped = choose_classes(found.labels, classes)
-        elif classes:
-            raise PrepareError("--classes needs labels (a table or class-named folders)")
-        else:
-            class_list, label_map, dropped = [], None, {}
-    except ValueError as exc:
-        raise PrepareError(str(exc)) from exc
-    used = [s for s in sources if label_map is None or s in label_map]
-    if not used:
-        raise PrepareError("no labelled input left to prepare")
-    splits = assign_splits(used, label_map, val_fraction=options.val_fraction,
-                           test_fraction=options.test_fraction, seed=options.seed)
-    _warn_about_labels(found.info.get("conflicting_ids") or [], label_map, splits)
-    n_bands, native_size, probe_bands = _probe(used, recipe)
-    names = band_order or probe_bands
-    if len(names) != n_bands:
-        names = [str(i) for i in range(n_bands)]
-    recipe = recipe.with_inputs(names, native_size)
-
-    workers = worker_count(workers)
-    tasks = [ReadTask(i, s, _copies(options, i) if splits[s] == "train" else ())
-             for i, s in enumerate(used)]
-    class_index = {name: i for i, name in enumerate(class_list)}
-    counts = {split: Counter() for split in SPLITS}
-    n_bad_pixels = 0
-    advance = progress(len(tasks)) if progress else None
-    with DatasetWriter(out_dir, (n_bands, *recipe.size), recipe.dtype,
-                       masks=options.masks != "none", overwrite=overwrite) as writer:
-        for sample in read_samples(tasks, recipe, workers=workers, store=writer.tmp_dir,
-                                   same_size=options.preprocess.size is None,
-                                   masks=options.masks, mask_nsigma=options.mask_nsigma,
-                                   strict=True):
-            source = used[sample.index]
-            if advance:
-                advance(1)
-            if sample.problem:
-                failures.append((source.path_text, sample.problem))
-                continue
-            label = label_map[source] if label_map is not None else ""
-            n_bad_pixels += sample.n_bad
-            counts[splits[source]][label or "unlabelled"] += len(sample.transforms)
-            writer.add(source, sample, label=label, label_index=class_index.get(label, -1),
-                       split=splits[source])
-        if not writer.rows:
-            raise PrepareError(f"no input could be prepared ({len(failures)} failed, e.g. "
-                               f"{failures[0][0]}: {failures[0][1]})" if failures else
-                               "no input could be prepared")
-        n_sources = len({r["file"] for r in writer.rows})
-        metadata = {
-            "galcnn_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": command or " ".join(sys.argv),
-            "inputs": [os.path.abspath(i) if not str(i).startswith("@") else i for i in inputs],
-            "classes": class_list,
-            "class_counts": {split: {c: counts[split].get(c, 0) for c in class_list}
-                             for split in ("train", "val", "test")} if label_map else {},
-            "n_samples": len(writer.rows), "n_sources": n_sources, "n_failed": len(failures),
-            "n_unlabelled_files": len(found.unlabelled),
-            "n_labels_without_file": len(found.missing), "dropped_classes": dropped,
-            "labels": {"source": found.source, **found.info},
-            "preprocess": recipe.to_dict(), "options": options.to_dict(),
-        }
-        if label_map is None:
-            metadata["n_unlabelled_samples"] = counts["unlabelled"]["unlabelled"]
-        if options.masks != "none":
-            metadata["masks"] = {"source": options.masks, "values": {
-                "0": "background", "1": "central object", "2": "other objects"}}
-        writer.commit(metadata, failures=failures, lists={
-            "unlabelled.txt": [s.path_text for s in found.unlabelled],
-            "missing_files.txt": found.missing})
-        n_samples = len(writer.rows)
-
-    return PrepareResult(out_dir=out_dir, n_sources=n_sources, n_samples=n_samples,
-                         classes=class_list,
-                         class_counts={s: dict(counts[s]) for s in SPLITS if counts[s]},
-                         failures=failures, n_unlabelled=len(found.unlabelled),
-                         n_missing=len(found.missing), dropped_classes=dropped,
-                         label_source=found.source, size=recipe.size, n_bands=n_bands,
-                         n_bad_pixels=n_bad_pixels, elapsed_s=time.monotonic() - started,
-                         masks=options.masks)
-
-
-def _copies(options: PrepareOptions, index: int) -> tuple:
-    """The augmentation transforms of training source ``index`` (seeded per source)."""
-    if not options.copies:
-        return ()
-    rng = np.random.default_rng([options.seed, index])
-    return tuple(choose_transforms(options.augment, options.copies, rng))
 
 
 def _probe(sources: list[Source], recipe: Preprocess) -> tuple[int, tuple[int, int], list[str]]:
