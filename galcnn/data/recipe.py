@@ -28,7 +28,20 @@ from galcnn.data.fitsio import FitsImage, read_image
 from galcnn.data.geometry import fit_to_size
 from galcnn.data.stretch import Stretch
 
-__all__ = ["Preprocess", "WindowContext"]
+__all__ = ["Preprocess", "WindowContext", "NO_USABLE_PIXEL", "degenerate_range"]
+
+NO_USABLE_PIXEL = "every pixel is NaN, inf or BLANK"
+
+
+def degenerate_range(low: float, high: float) -> str | None:
+    """Why an image whose usable pixels span ``[low, high]`` (``low > high`` or NaN: none is
+    usable) says nothing (one line), or None: a constant image (all zero, a blank detector
+    read) has no morphology, yet a network would give it a confident class."""
+    if not low <= high:
+        return NO_USABLE_PIXEL
+    if low == high:
+        return f"constant image (every usable pixel is {float(low):g})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -153,7 +166,7 @@ class Preprocess:
             return f"has {image.n_bands} band(s), {expected} {self.n_bands}"
         bad_fraction = image.n_bad / image.data.size
         if bad_fraction >= 1.0:
-            return "every pixel is NaN, inf or BLANK"
+            return NO_USABLE_PIXEL
         if bad_fraction > self.max_bad_fraction:
             return (f"{100 * bad_fraction:.0f}% of pixels are NaN, inf or BLANK (limit "
                     f"{100 * self.max_bad_fraction:.0f}%, --max-bad-fraction)")
@@ -162,14 +175,9 @@ class Preprocess:
         return None
 
     def warning(self, image: FitsImage) -> str | None:
-        """Why a usable ``image`` still cannot say anything (one line), or None: a constant
-        image (all zero, a blank detector read) has no morphology, yet a network would
-        give it a confident class."""
+        """Why a usable ``image`` still cannot say anything (:func:`degenerate_range`)."""
         with np.errstate(invalid="ignore"):
-            low, high = np.nanmin(image.data), np.nanmax(image.data)
-        if low == high:
-            return f"constant image (every usable pixel is {float(low):g})"
-        return None
+            return degenerate_range(np.nanmin(image.data), np.nanmax(image.data))
 
     # ------------------------------------------------------------------ applying
 

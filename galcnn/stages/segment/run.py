@@ -23,6 +23,7 @@ from galcnn import __version__
 from galcnn.data.atomic import make_directory, make_parent, remove_stale_temporaries
 from galcnn.data.fitsio import FitsReadError, ImagePlanes, image_hdus
 from galcnn.data.inputs import collect_sources
+from galcnn.data.recipe import degenerate_range
 from galcnn.data.lock import output_lock
 from galcnn.errors import is_disk_full, naming_output
 from galcnn.stages.segment.catalogue import catalogue
@@ -62,15 +63,6 @@ class Segmented(NamedTuple):
     """Why the result means nothing although it was written (a constant image: no objects)."""
 
 
-def _degenerate(value_range: tuple[float, float]) -> str | None:
-    low, high = value_range
-    if low > high:
-        return "every pixel is NaN, inf or BLANK"
-    if low == high:
-        return f"constant image (every usable pixel is {low:g})"
-    return None
-
-
 def segment_image(planes: ImagePlanes, segmenter: Segmenter, options: SegmentOptions,
                   stem: str, source: str) -> Segmented:
     """Segment one image HDU into ``stem``.seg.fits and its catalogue; the object count, and
@@ -90,17 +82,16 @@ def segment_image(planes: ImagePlanes, segmenter: Segmenter, options: SegmentOpt
         shape = planes.shape
         mask = class_mask(probs, options.threshold,
                           scratch_array(shape, np.int16, directory, scratch))
-        warning = _degenerate(info["range"])
-        labels = label_objects(mask, scratch_array(shape, np.int32, directory, scratch),
-                               min_area=options.min_area)
-        if warning:  # whatever the network makes of it, there is nothing there
-            for start in range(0, shape[0], ROWS):
-                labels[start:start + ROWS] = 0
-        if options.deblend and not warning:
-            n_labels = deblend_objects(labels, flux, min_area=options.min_area,
-                                       contrast=options.deblend_contrast,
-                                       max_area=4 * int(np.prod(segmenter.card.preprocess.size)))
-            renumber_in_raster_order(labels, n_labels)
+        warning = degenerate_range(*info["range"])
+        labels = scratch_array(shape, np.int32, directory, scratch)  # zeros: no object
+        if not warning:  # a constant or all-bad image has nothing, whatever the network says
+            label_objects(mask, labels, min_area=options.min_area)
+            if options.deblend:
+                n_labels = deblend_objects(
+                    labels, flux, min_area=options.min_area,
+                    contrast=options.deblend_contrast,
+                    max_area=4 * int(np.prod(segmenter.card.preprocess.size)))
+                renumber_in_raster_order(labels, n_labels)
         for start in range(0, shape[0], ROWS):  # pixels of dropped objects are background
             block = slice(start, start + ROWS)
             mask[block] = np.where(labels[block] == 0, 0, mask[block])
