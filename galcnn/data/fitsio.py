@@ -297,6 +297,10 @@ class ImagePlanes:
         if not isinstance(self.hdu, fits.CompImageHDU) and any(  # astropy's memory map won't
                 k in self.header for k in ("BZERO", "BSCALE", "BLANK")):
             self._stored = fits.open(path, memmap=True, do_not_scale_image_data=True)[index]
+            self._scale = (float(self.header.get("BSCALE", 1.0)),
+                           float(self.header.get("BZERO", 0.0)))
+            blank = self.header.get("BLANK")  # compared with the stored integers
+            self._blank = int(blank) if blank is not None else None
 
     def window(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Pixels ``[y0:y1, x0:x1]`` (clipped to the image) of every band."""
@@ -305,20 +309,16 @@ class ImagePlanes:
         key = self._prefix + ((slice(None),) if self._cube else ()) + \
             (slice(y0, y1), slice(x0, x1))
         try:
-            raw = np.asarray((self._stored or self.hdu).section[key])
+            hdu = self.hdu if self._stored is None else self._stored
+            raw = np.asarray(hdu.section[key])
         except Exception as exc:  # corrupt tiles surface only when read
             raise FitsReadError(self.path, _describe_exception(exc, self.path)) from exc
         raw = raw if self._cube else raw[np.newaxis]
         if self._stored is not None:
-            stored_blank = self.header.get("BLANK")
-            data = (raw * float(self.header.get("BSCALE", 1.0))
-                    + float(self.header.get("BZERO", 0.0))).astype(np.float32)
-            bad = ~np.isfinite(data)
-            if stored_blank is not None and np.issubdtype(raw.dtype, np.integer):
-                bad |= raw == int(stored_blank)
-            data[bad] = np.nan
-            return data
-        data = raw.astype(np.float32)
+            scale, zero = self._scale
+            data = (raw * scale + zero).astype(np.float32)
+        else:
+            data = raw.astype(np.float32)
         bad = ~np.isfinite(data)
         if self._blank is not None and np.issubdtype(raw.dtype, np.integer):
             bad |= raw == self._blank
