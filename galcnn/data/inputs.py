@@ -11,6 +11,7 @@ import glob
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 __all__ = ["Source", "canonical_key", "FITS_SUFFIXES", "is_fits_name", "strip_fits_suffix",
            "expand_inputs", "group_bands", "sources_from_files", "collect_sources"]
@@ -41,7 +42,7 @@ class Source:
     def path_text(self) -> str:
         return ";".join(self.paths)
 
-    @property
+    @cached_property  # resolving links costs system calls; a run asks more than once
     def key(self) -> str:
         """The files' canonical paths (symbolic links and ``./`` resolved): the same object
         however its path was spelled, for resuming, de-duplicating and sharding."""
@@ -80,6 +81,9 @@ def _walk_fits(directory: str) -> list[str]:
         dirnames[:] = kept
         found.extend(os.path.join(dirpath, f) for f in sorted(filenames)
                      if is_fits_name(f) and not f.startswith("."))
+    if not found and is_fits_name(directory.rstrip(os.sep)):  # meant as a file, not searched
+        raise ValueError(f"{directory} is a directory, not a FITS file, and holds no FITS "
+                         "files")
     return found
 
 
@@ -114,9 +118,6 @@ def expand_inputs(inputs: list[str] | tuple[str, ...], *, require_any: bool = Fa
             pairs.extend(expand_inputs(_read_list_file(item[1:])))
         elif os.path.isdir(item):
             files = _walk_fits(item)
-            if not files and is_fits_name(item):
-                raise ValueError(f"{item} is a directory, not a FITS file, and holds no FITS "
-                                 "files")
             if not files:
                 raise ValueError(f"directory {item} holds no FITS files "
                                  f"({', '.join(FITS_SUFFIXES[:3])}, ...)")
@@ -128,11 +129,7 @@ def expand_inputs(inputs: list[str] | tuple[str, ...], *, require_any: bool = Fa
             root = os.path.dirname(item.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0]) or "."
             for match in matches:
                 if os.path.isdir(match):
-                    files = _walk_fits(match)
-                    if not files and is_fits_name(match):
-                        raise ValueError(f"{match} is a directory, not a FITS file, and holds "
-                                         "no FITS files")
-                    pairs.extend((f, match) for f in files)
+                    pairs.extend((f, match) for f in _walk_fits(match))
                 else:
                     pairs.append((match, root))
         else:
