@@ -126,9 +126,10 @@ def stderr():
 
 def report_failures(command: str, failures: list[tuple[str, str]], where: str,
                     limit: int = 50, together: int = 4) -> None:
-    """Failed inputs on stderr: ``galcnn COMMAND: FILE: problem`` per file, at most ``limit``
-    lines; a problem shared by ``together`` inputs or more is said once, with the count and
-    an example (a model that needs other bands fails every file the same way)."""
+    """Failed (or flagged) inputs on stderr: ``galcnn COMMAND: FILE: problem`` per file, at
+    most ``limit`` lines; a problem shared by ``together`` inputs or more is said once, with
+    the count and an example (a model that needs other bands fails every file the same
+    way)."""
     by_problem: dict[str, list[str]] = {}
     for path, problem in failures:
         by_problem.setdefault(problem, []).append(path)

@@ -8,7 +8,7 @@ from contextlib import ExitStack
 import click
 
 from galcnn.choices import TABLE_FORMATS
-from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run, stderr, stdout
+from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run, stdout
 from galcnn.cli.options import (batch_size_option, device_option, hdu_option, inputs_argument,
                                 no_amp_option, overwrite_option, parse_list, workers_option)
 
@@ -71,11 +71,8 @@ def command(model, inputs, out_path, fmt, tta, mc_dropout, shard, resume, overwr
                      resume=resume, overwrite=overwrite, hdu=hdu, band_pattern=band_pattern,
                      bands=bands, progress=reporter)
     report_failures("predict", result.failures, "status column")
-    for path, warning in result.warnings[:20]:
-        stderr().print(f"galcnn predict: {path}: warning: {warning}", markup=False)
-    if len(result.warnings) > 20:
-        stderr().print(f"galcnn predict: ... and {len(result.warnings) - 20} more warnings "
-                       "(status column)")
+    report_failures("predict", [(path, f"warning: {warning}") for path, warning
+                                in result.warnings], "status column", limit=20)
     flagged = f", {len(result.warnings)} flagged (status 'warning: ...')" \
         if result.warnings else ""
     part = f" (shard {chosen[0]}/{chosen[1]})" if chosen else ""
