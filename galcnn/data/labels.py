@@ -41,7 +41,7 @@ def _normalise_id(value: str) -> str:
     text = str(value).strip().replace("\\", "/")
     while text.startswith("./"):
         text = text[2:]
-    return text
+    return os.path.normpath(text) if os.path.isabs(text) else text
 
 
 def _read_rows(path: str) -> tuple[list[str], list[dict[str, str]]]:
@@ -145,7 +145,7 @@ def _candidate_keys(source: Source, table_dir: str) -> list[str]:
         path = source.paths[0]
         name = os.path.basename(path)
         keys = [os.path.relpath(os.path.abspath(path), table_dir), os.path.relpath(path, source.root),
-                name, strip_fits_suffix(name), source.relative, source.id]
+                os.path.abspath(path), name, strip_fits_suffix(name), source.relative, source.id]
     return [_normalise_id(k) for k in keys]
 
 

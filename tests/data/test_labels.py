@@ -29,6 +29,18 @@ def test_csv_auto_columns_and_all_matching_rules(tmp_path):
     assert unlabelled == [sources[3]] and missing == ["gone.fits"]
 
 
+def test_absolute_paths_in_a_table_match_however_they_are_spelt(tmp_path):
+    """A table elsewhere naming files by absolute path, with '..' in it, still matches."""
+    root = str(tmp_path / "data")
+    sources = [_source(root, "cutouts/a1.fits"), _source(root, "cutouts/b2.fits")]
+    table_path = tmp_path / "tables" / "labels.csv"
+    table_path.parent.mkdir()
+    spelt = os.path.join(str(tmp_path), "tables", "..", "data", "cutouts", "a1.fits")
+    table_path.write_text(f"file,label\n{spelt},x\n{sources[1].paths[0]},y\n")
+    labels, unlabelled, missing = match_labels(sources, read_label_table(str(table_path)))
+    assert [labels[s] for s in sources] == ["x", "y"] and not unlabelled and not missing
+
+
 def test_fits_table_where_filter_and_named_columns(tmp_path):
     path = str(tmp_path / "cat.fits")
     Table({"name": ["a", "b", "c"], "morph": ["FRI", "FRII", "FRI"],
