@@ -4,7 +4,7 @@ command line can offer them (and ``--help`` stays instant) and the library can c
 Architecture names are not here: they are whatever :mod:`galcnn.models` has registered.
 """
 
-STRETCH_NAMES = ("asinh", "percentile", "zscale", "log", "linear", "none")
+STRETCH_NAMES = ("asinh", "peak", "percentile", "zscale", "log", "linear", "none")
 STRETCH_SCOPES = ("image", "band")
 FILL_METHODS = ("median", "zero")
 FIT_MODES = ("crop", "resize")

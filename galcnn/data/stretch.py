@@ -78,6 +78,11 @@ class Stretch:
     """zscale: the IRAF contrast."""
     log_a: float = 1000.0
     """log: ``y = log(a x + 1) / log(a + 1)`` on the clipped [0, 1] values."""
+    peak_softening: float = 0.02
+    """peak: the asinh linear-to-log transition, as a fraction of the source's peak."""
+    floor: float = 3.0
+    """peak: pixels less than this many background-noise sigmas above the background become
+    0 (the 3-sigma clipping of the MiraBest images); 0 keeps every pixel."""
 
     def __post_init__(self):
         if self.name not in STRETCH_NAMES:
@@ -91,6 +96,10 @@ class Stretch:
                              f"{self.lower}, {self.upper}")
         if self.log_a <= 0:
             raise ValueError(f"log stretch parameter a must be > 0, got {self.log_a}")
+        if not 0 < self.peak_softening <= 1:
+            raise ValueError(f"peak softening must be in (0, 1], got {self.peak_softening}")
+        if self.floor < 0:
+            raise ValueError(f"peak stretch floor must be >= 0, got {self.floor}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,7 +121,7 @@ class Stretch:
         if self.name == "none":
             return data.copy()
         statistics = statistics if statistics is not None else self.statistics(data)
-        if self.name == "asinh":
+        if self.name in ("asinh", "peak"):
             return self._asinh(data, statistics)
         return np.concatenate([self._interval_stretch(g, limits) for g, limits
                                in zip(self._groups(data), statistics["limits"])]
@@ -127,17 +136,41 @@ class Stretch:
         images = [np.asarray(image, dtype=np.float32) for image in images]
         if self.name == "none":
             return [{} for _ in images]
-        if self.name != "asinh":
+        if self.name not in ("asinh", "peak"):
             return [{"limits": [self._limits(g) for g in self._groups(image)]}
                     for image in images]
         bands = background_and_noise(images)
         if self.scope == "band":
-            return [{"median": median.tolist(), "scale": (self.softening * noise).tolist()}
-                    for median, noise in bands]
+            if self.name == "asinh":
+                return [{"median": median.tolist(), "scale": (self.softening * noise).tolist()}
+                        for median, noise in bands]
+            return [self._peak_scaled(image, median, noise) for image, (median, noise)
+                    in zip(images, bands)]
         intensities = [(image - median.astype(np.float32)[:, None, None]).mean(axis=0)[None]
                        for image, (median, _) in zip(images, bands)]
-        return [{"median": median.tolist(), "soft": float(self.softening * noise[0])}
-                for (median, _), (_, noise) in zip(bands, background_and_noise(intensities))]
+        if self.name == "asinh":
+            return [{"median": median.tolist(), "soft": float(self.softening * noise[0])}
+                    for (median, _), (_, noise) in zip(bands, background_and_noise(intensities))]
+        stretched = []
+        for (median, _), intensity, (_, noise) in zip(bands, intensities,
+                                                       background_and_noise(intensities)):
+            numbers = self._peak_scaled(intensity, np.zeros(1), noise)
+            stretched.append({"median": median.tolist(), "soft": numbers["scale"][0],
+                              "floor": numbers["floor"] and numbers["floor"][0],
+                              "norm": numbers["norm"]})
+        return stretched
+
+    def _peak_scaled(self, image: np.ndarray, median: np.ndarray, noise: np.ndarray) -> dict:
+        """The peak stretch's numbers for each band of ``image``: the softening scale
+        (``peak_softening`` times the band's brightest pixel above the background; the noise
+        when nothing rises above it), the floor and the divisor that maps the peak to 1."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            peak = np.nanmax(image.reshape(len(image), -1), axis=1) - median
+        peak = np.where(np.isfinite(peak) & (peak > noise), peak, noise)
+        return {"median": median.tolist(), "scale": (self.peak_softening * peak).tolist(),
+                "floor": (self.floor * noise).tolist() if self.floor > 0 else None,
+                "norm": float(np.arcsinh(1.0 / self.peak_softening))}
 
     def _groups(self, data: np.ndarray) -> list[np.ndarray]:
         """The arrays that share statistics: the whole image, or each band."""
@@ -172,13 +205,23 @@ class Stretch:
             return np.asarray(transform(block, clip=True), dtype=np.float32)
 
     def _asinh(self, data: np.ndarray, statistics: dict) -> np.ndarray:
+        """asinh scaled to the noise, or (``peak``) to the peak with a noise floor and the
+        peak mapped to 1."""
         centred = data - np.asarray(statistics["median"], dtype=np.float32)[:, None, None]
+        floor, norm = statistics.get("floor"), np.float32(statistics.get("norm", 1.0))
         if self.scope == "band":
-            scale = np.asarray(statistics["scale"], dtype=np.float32)
-            return np.arcsinh(centred / scale[:, None, None]).astype(np.float32)
+            scale = np.asarray(statistics["scale"], dtype=np.float32)[:, None, None]
+            if floor is not None:
+                centred = np.where(centred < np.asarray(floor, np.float32)[:, None, None],
+                                   np.float32(0), centred)
+            return (np.arcsinh(centred / scale) / norm).astype(np.float32)
         intensity = centred.mean(axis=0)
+        if floor is not None:
+            faint = intensity < np.float32(floor)
+            centred = np.where(faint[None], np.float32(0), centred)
+            intensity = np.where(faint, np.float32(0), intensity)
         soft = np.float32(statistics["soft"])
         with np.errstate(divide="ignore", invalid="ignore"):
             factor = np.where(np.abs(intensity) > 1e-12 * soft,
                               np.arcsinh(intensity / soft) / intensity, 1.0 / soft)
-        return (centred * factor[None]).astype(np.float32)
+        return (centred * (factor / norm)[None]).astype(np.float32)

@@ -71,17 +71,47 @@ def test_asinh_image_scope_keeps_colour_ratios():
     np.testing.assert_allclose(ratio_out, ratio_in, rtol=1e-5)
 
 
+def _source(brightness: float, seed: int = 4) -> np.ndarray:
+    """A double source (two Gaussian lobes) on unit noise, ``brightness`` at its peak."""
+    y, x = np.mgrid[:64, :64]
+    lobes = np.exp(-((x - 20) ** 2 + (y - 32) ** 2) / 18) + \
+        0.6 * np.exp(-((x - 44) ** 2 + (y - 32) ** 2) / 18)
+    noise = np.random.default_rng(seed).normal(0, 1, (1, 64, 64))
+    return (brightness * lobes[None] + noise).astype(np.float32)
+
+
+@pytest.mark.parametrize("scope", ["image", "band"])
+def test_peak_stretch_shows_a_source_the_same_at_any_brightness(scope):
+    """Peak to 1, the 3-sigma floor to 0: a source 8 times brighter looks the same above the
+    floor, where the noise-scaled asinh shows it brighter everywhere."""
+    faint, bright = _source(40.0), _source(320.0)
+    peak = Stretch("peak", scope=scope)
+    out_faint, out_bright = peak(faint), peak(bright)
+    assert out_faint.max() == pytest.approx(1.0, abs=0.02)
+    assert out_bright.max() == pytest.approx(1.0, abs=0.01)
+    [(median, noise)] = background_and_noise([faint])
+    assert (out_faint[faint - median < 3 * noise[0]] == 0).all()
+    # the second lobe's peak (0.6 of the first) is stretched alike at both brightnesses
+    assert out_faint[0, 32, 44] == pytest.approx(out_bright[0, 32, 44], abs=0.03)
+    expected = np.arcsinh(0.6 / 0.02) / np.arcsinh(1 / 0.02)
+    assert out_bright[0, 32, 44] == pytest.approx(expected, abs=0.02)
+    asinh = Stretch("asinh", scope=scope)
+    assert asinh(bright)[0, 32, 44] - asinh(faint)[0, 32, 44] > 1.5
+    no_floor = Stretch("peak", scope=scope, floor=0)(faint)
+    assert (no_floor < 0).any() and no_floor.max() == pytest.approx(out_faint.max())
+
+
 def test_nan_stays_nan_and_statistics_ignore_it():
     data = _ramp().copy()
     data[0, 0, 5] = np.nan
-    for name in ("linear", "percentile", "zscale", "log", "asinh", "none"):
-        out = Stretch(name)(data)
+    for name in ("linear", "percentile", "zscale", "log", "asinh", "peak", "none"):
+        out = Stretch(name, floor=0)(data)
         assert np.isnan(out[0, 0, 5]) and np.isfinite(np.delete(out[0, 0], 5)).all(), name
 
 
 def test_flat_image_does_not_divide_by_zero():
     flat = np.full((1, 10, 10), 7.0, dtype=np.float32)
-    for name in ("linear", "percentile", "zscale", "asinh"):
+    for name in ("linear", "percentile", "zscale", "asinh", "peak"):
         assert np.isfinite(Stretch(name)(flat)).all(), name
 
 
@@ -92,3 +122,7 @@ def test_parameters_round_trip_and_validation():
         Stretch("sqrtish")
     with pytest.raises(ValueError, match="percentiles"):
         Stretch("percentile", lower=90, upper=10)
+    with pytest.raises(ValueError, match="peak softening"):
+        Stretch("peak", peak_softening=0)
+    with pytest.raises(ValueError, match="floor"):
+        Stretch("peak", floor=-1)
