@@ -67,6 +67,9 @@ def _parse_pairs(ctx, param, value: str | None):
               help="Most epochs to train.")
 @click.option("--patience", type=click.IntRange(1), default=15, show_default=True,
               help="Stop after this many epochs without improvement.")
+@click.option("--ema-epochs", type=click.FloatRange(0), default=0.0,
+              show_default=True, help="Validate and keep a moving average of the weights "
+                                      "over about this many epochs (0: off).")
 @click.option("--monitor", type=click.Choice(MONITORS), default="auto", show_default=True,
               help="Validation figure for the best checkpoint and early stopping; auto: "
                    "macro_f1 (classify) or mean_iou (segment).")
@@ -101,7 +104,7 @@ def _parse_pairs(ctx, param, value: str | None):
 @overwrite_option("Start again in a run directory that holds a run.")
 @add_options(LABEL_OPTIONS + RECIPE_OPTIONS + SPLIT_OPTIONS)
 def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_pairs, epochs,
-            patience, monitor, batch_size, lr, weight_decay, schedule, warmup_epochs,
+            patience, ema_epochs, monitor, batch_size, lr, weight_decay, schedule, warmup_epochs,
             label_smoothing, class_weights, balanced_sampling, seed, device, no_amp,
             workers, init_from, freeze, resume, overwrite, **data_params):
     """Train a morphology classifier (or a U-Net: --task segment) on prepared or raw cutouts.
@@ -122,7 +125,8 @@ def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_p
         weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
         label_smoothing=label_smoothing, class_weights=class_weights,
         balanced_sampling=balanced_sampling, monitor=monitor, patience=patience, seed=seed,
-        device=device, workers=workers, amp=not no_amp, init_from=init_from, freeze=freeze)
+        ema_epochs=ema_epochs, device=device, workers=workers, amp=not no_amp,
+        init_from=init_from, freeze=freeze)
     prepare_options = prepare_options_from(data_params, seed=seed)
 
     def prepare_raw(target: str) -> None:

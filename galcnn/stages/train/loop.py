@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from galcnn import __version__
 from galcnn.card import ModelCard
@@ -37,6 +38,7 @@ from galcnn.data.lock import output_lock
 from galcnn.errors import GalcnnError, naming_output
 from galcnn.interrupt import Interrupted, StopRequest
 from galcnn.models import count_parameters
+from galcnn.models.pooled import GroupPooled
 from galcnn.models.symmetry import elements_of, random_elements, random_rotations
 from galcnn.runtime import (Distributed, amp_dtype, autocast, close_distributed,
                             distributed_from_env, init_distributed, rng_states, seed_everything,
@@ -130,6 +132,15 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
             raise
         finally:
             close_distributed()
+
+
+def _ema(net: torch.nn.Module, epochs: float, steps_per_epoch: int) -> AveragedModel | None:
+    """An exponential moving average of ``net``'s weights and batch-norm statistics over about
+    ``epochs`` epochs (Polyak averaging, as in timm's ModelEmaV2), or None for 0."""
+    if epochs <= 0:
+        return None
+    decay = 1.0 - 1.0 / max(epochs * steps_per_epoch, 1.0)
+    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _remove_unfinished(run_dir: str, found: set[str] | None) -> None:
@@ -250,6 +261,10 @@ class _Run:
         else:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(
                 self.optimizer, _lr_lambda(options, self.steps_per_epoch))
+        self.ema = _ema(self.model.net, options.ema_epochs, self.steps_per_epoch)
+        self.kept = (GroupPooled(self.ema.module, self.elements, self.card.mirror_swap
+                                 ).to(device) if self.ema else self.model)
+        """The model validated and saved: the weights' moving average when there is one."""
         self.dtype = amp_dtype(device, options.amp)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
         weights = class_weights_for(counts, options.class_weights)
@@ -278,7 +293,9 @@ class _Run:
                 (self.card.classes, self.card.model, self.card.model_args, self.card.elements):
             raise TrainError(f"--resume: {last_path} was trained with other classes or model "
                              "options; start a new run directory")
-        self.model.net.load_state_dict(state["model"])
+        self.model.net.load_state_dict(state.get("trained", state["model"]))
+        if self.ema:
+            self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -362,6 +379,8 @@ class _Run:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
+            if self.ema:
+                self.ema.update_parameters(self.model.net)
             done["batches"] += 1
             done["loss_sum"] += loss.item() * len(y)
             done["correct"] += self.task.correct(logits.detach(), y)
@@ -376,7 +395,7 @@ class _Run:
                                   f"{done['batches']}/{self.steps_per_epoch}")
         train_seconds = done["seconds"] + time.monotonic() - begun
         seen = done["seen"]
-        val_loss, val_metrics, val_score = self.task.validate(self.model, self.device,
+        val_loss, val_metrics, val_score = self.task.validate(self.kept, self.device,
                                                               self.dtype)
         row = {"epoch": epoch + 1, "train_loss": done["loss_sum"] / max(seen, 1),
                "train_accuracy": done["correct"] / max(seen, 1), "val_loss": val_loss,
@@ -404,19 +423,24 @@ class _Run:
             return
         partial = {"epoch": epoch, **done, "rng": rng_states(),
                    "generator": generator.get_state()}
+        state = {**self._resume_state(), "trainer": {**self.trainer, "partial": partial}}
+        save_checkpoint(os.path.join(self.run_dir, "last.pt"), self.card,
+                        self.kept.net.state_dict(), **state)
+
+    def _resume_state(self) -> dict:
+        """What ``--resume`` needs besides the kept weights and the trainer's bookkeeping."""
         state = {"optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                 "trainer": {**self.trainer, "partial": partial}, "rng": rng_states()}
-        save_checkpoint(os.path.join(self.run_dir, "last.pt"), self.card,
-                        self.model.net.state_dict(), **state)
+                 "rng": rng_states()}
+        if self.ema:
+            state.update(trained=self.model.net.state_dict(), ema=self.ema.state_dict())
+        return state
 
     def _save(self, epoch: int, val_metrics: dict, improved: bool) -> None:
         card = self.card.with_updates(metrics=val_metrics,
                                       training={**self.card.training, "epoch": epoch + 1})
-        state = {"optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                 "trainer": self.trainer, "rng": rng_states()}
-        weights = self.model.net.state_dict()
+        state = {**self._resume_state(), "trainer": self.trainer}
+        weights = self.kept.net.state_dict()
         if improved:
             save_checkpoint(os.path.join(self.run_dir, "best.pt"), card, weights, **state)
         save_checkpoint(os.path.join(self.run_dir, "last.pt"), card, weights, **state)
@@ -427,8 +451,8 @@ class _Run:
         final metrics (and temperature); write metrics.json and the plots."""
         best_path = os.path.join(self.run_dir, "best.pt")
         best = load_checkpoint(best_path, map_location=self.device)
-        self.model.net.load_state_dict(best["model"])
-        outcome = self.task.finalise(self.model, self.device, self.dtype)
+        self.kept.net.load_state_dict(best["model"])
+        outcome = self.task.finalise(self.kept, self.device, self.dtype)
         metrics = {**outcome.metrics, "best_epoch": self.trainer["best_epoch"],
                    "epochs_run": self.trainer["epoch"] + 1, "classes": self.task.classes}
         card = best["card"].with_updates(

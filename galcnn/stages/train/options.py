@@ -43,6 +43,9 @@ class TrainOptions:
     monitor: str = "auto"
     """auto: ``macro_f1`` to classify, ``mean_iou`` to segment; or ``loss``."""
     patience: int = 15
+    ema_epochs: float = 0.0
+    """Validate and keep an exponential moving average of the weights over about this many
+    epochs (0: the weights as trained)."""
     seed: int = 0
     device: str = "auto"
     workers: int | None = None
@@ -66,5 +69,7 @@ class TrainOptions:
                 raise TrainError(f"unknown --{name} {value!r}; choose {', '.join(choices)}")
         if not 1 <= self.depth <= 6:
             raise TrainError("--depth must be between 1 and 6")
+        if self.ema_epochs < 0:
+            raise TrainError("--ema-epochs must be >= 0")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise TrainError("--epochs, --batch-size and --lr must be positive")

@@ -61,8 +61,11 @@ def test_checkpoint_rebuilds_the_same_model(simulated, tmp_path):
     assert logits.shape == (32, 4) and np.isfinite(logits).all()
 
 
-def test_resume_after_a_kill_equals_an_uninterrupted_run(simulated, tmp_path):
-    options = tiny(epochs=3, patience=99)
+@pytest.mark.parametrize("ema_epochs", [0.0, 0.5])
+def test_resume_after_a_kill_equals_an_uninterrupted_run(simulated, tmp_path, ema_epochs):
+    """Also with a moving average of the weights: it is what best.pt and last.pt keep, and
+    last.pt carries the trained weights and the average's state for --resume."""
+    options = tiny(epochs=3, patience=99, ema_epochs=ema_epochs)
     whole = str(tmp_path / "whole")
     train(simulated, whole, options)
 
@@ -84,6 +87,13 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(simulated, tmp_path):
         assert torch.equal(value, b["model"][key]), key
     assert [r["val_loss"] for r in a["trainer"]["history"]] == \
         [r["val_loss"] for r in b["trainer"]["history"]]
+    if ema_epochs:
+        name = next(k for k in a["model"] if k.endswith("weight"))
+        assert not torch.equal(a["model"][name], a["trained"][name])
+        assert torch.equal(a["trained"][name], b["trained"][name])
+        assert int(a["ema"]["n_averaged"]) == 3 * 5 == int(b["ema"]["n_averaged"])
+    else:
+        assert "trained" not in a and "ema" not in a
 
 
 def test_a_stop_request_saves_mid_epoch_and_resumes_at_that_batch(simulated, tmp_path):
