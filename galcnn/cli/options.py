@@ -183,13 +183,22 @@ RECIPE_OPTIONS = [
                       "agree)."),
     click.option("--fit", type=click.Choice(FIT_MODES), default="crop", show_default=True,
                  help="crop: centre crop/pad, pixel scale kept; resize: resample, field kept."),
-    click.option("--stretch", type=click.Choice(STRETCH_NAMES), default="asinh",
-                 show_default=True, help="Per-image intensity stretch."),
+    click.option("--stretch", type=click.Choice(("auto",) + STRETCH_NAMES), default="auto",
+                 show_default=True,
+                 help="Per-image intensity stretch. auto: peak (asinh scaled to the source's "
+                      "peak, noise below --floor cleared: a source looks the same at any "
+                      "brightness) for classifiers; asinh scaled to the noise with --masks, "
+                      "for a U-Net's fields."),
     click.option("--stretch-scope", type=click.Choice(STRETCH_SCOPES), default="image",
                  show_default=True,
                  help="image: statistics shared across bands (keeps colour); band: per band."),
     click.option("--softening", type=float, default=1.0, show_default=True,
                  help="asinh softening in units of the background noise."),
+    click.option("--peak-softening", type=click.FloatRange(0, 1, min_open=True), default=0.02,
+                 show_default=True,
+                 help="peak stretch: asinh softening as a fraction of the source's peak."),
+    click.option("--floor", type=click.FloatRange(0), default=3.0, show_default=True,
+                 help="peak stretch: pixels below this many noise sigmas become 0."),
     click.option("--percentiles", callback=parse_percentiles, metavar="LOW,HIGH",
                  help="Clip percentiles for percentile and log stretches [default: 0.5,99.5]."),
     click.option("--zscale-contrast", type=float, default=0.25, show_default=True,
@@ -232,9 +241,13 @@ def recipe_from(params: dict):
 
     low, high = params["percentiles"] or (0.5, 99.5)
     try:
-        stretch = Stretch(name=params["stretch"], scope=params["stretch_scope"],
+        name = params["stretch"]
+        if name == "auto":
+            name = "asinh" if params.get("masks", "none") != "none" else "peak"
+        stretch = Stretch(name=name, scope=params["stretch_scope"],
                           softening=params["softening"], lower=low, upper=high,
-                          contrast=params["zscale_contrast"], log_a=params["log_a"])
+                          contrast=params["zscale_contrast"], log_a=params["log_a"],
+                          peak_softening=params["peak_softening"], floor=params["floor"])
         return Preprocess(bands=tuple(params["bands"] or ()), size=params["size"],
                           fit=params["fit"], stretch=stretch, fill=params["fill"],
                           max_bad_fraction=params["max_bad_fraction"], hdu=params["hdu"],

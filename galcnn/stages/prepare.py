@@ -179,7 +179,12 @@ def prepare(inputs: list[str], out_dir: str, *, options: PrepareOptions | None =
         names = band_order or probe_bands
         if len(names) != n_bands:
             names = [str(i) for i in range(n_bands)]
-        recipe = recipe.with_inputs(names, native_size)
+        binned = recipe.binned(native_size) if options.masks == "none" else None
+        if binned:
+            logger.info("cutouts of %dx%d pixels are binned to %dx%d for the network (field "
+                        "kept; --size N to choose)", native_size[1], native_size[0],
+                        binned.size[1], binned.size[0])
+        recipe = (binned or recipe).with_inputs(names, native_size)
 
         workers = worker_count(workers)
         tasks = [ReadTask(i, s, _copies(options, i) if splits[s] == "train" else ())
@@ -191,7 +196,7 @@ def prepare(inputs: list[str], out_dir: str, *, options: PrepareOptions | None =
         with DatasetWriter(out_dir, (n_bands, *recipe.size), recipe.dtype,
                            masks=options.masks != "none", overwrite=overwrite) as writer:
             for sample in read_samples(tasks, recipe, workers=workers, store=writer.tmp_dir,
-                                       same_size=options.preprocess.size is None,
+                                       same_size=options.preprocess.size is None and not binned,
                                        masks=options.masks, mask_nsigma=options.mask_nsigma,
                                        strict=True):
                 source = used[sample.index]

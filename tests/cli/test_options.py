@@ -8,6 +8,7 @@ import pytest
 from galcnn.cli.options import (ArchitectureChoice, parse_hdu, parse_list, parse_percentiles,
                                 parse_size, parse_where, prepare_options_from, recipe_from)
 from galcnn.data.recipe import Preprocess
+from galcnn.data.stretch import Stretch
 from galcnn.models import list_models
 
 
@@ -34,7 +35,8 @@ def test_architecture_choices_come_from_the_registry():
 
 PARAMS = {"band_pattern": None, "bands": None, "hdu": "SCI", "size": (48, 48), "fit": "resize",
           "stretch": "percentile", "stretch_scope": "band", "softening": 1.0,
-          "percentiles": (1.0, 99.0), "zscale_contrast": 0.25, "log_a": 1000.0, "fill": "zero",
+          "percentiles": (1.0, 99.0), "zscale_contrast": 0.25, "log_a": 1000.0,
+          "peak_softening": 0.05, "floor": 2.0, "fill": "zero",
           "max_bad_fraction": 0.3, "dtype": "float16", "classes": None, "val_fraction": 0.2,
           "test_fraction": 0.1, "masks": "auto", "mask_nsigma": 3.0}
 
@@ -48,5 +50,13 @@ def test_option_values_become_the_recipe():
     assert options.preprocess == recipe and options.copies == 2 and options.masks == "auto"
     with pytest.raises(click.UsageError, match="percentiles must satisfy"):
         recipe_from({**PARAMS, "percentiles": (99.0, 1.0)})
+
+
+def test_auto_stretch_is_peak_for_classifiers_and_asinh_for_unet_fields():
+    classify = prepare_options_from({**PARAMS, "stretch": "auto", "masks": "none"})
+    assert classify.preprocess.stretch == Stretch("peak", scope="band", peak_softening=0.05,
+                                                  floor=2.0, lower=1.0, upper=99.0)
+    segment = prepare_options_from({**PARAMS, "stretch": "auto", "masks": "auto"})
+    assert segment.preprocess.stretch.name == "asinh"
     with pytest.raises(click.UsageError, match="--copies needs an augmentation group"):
         prepare_options_from(PARAMS, copies=2)

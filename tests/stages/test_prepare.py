@@ -92,6 +92,24 @@ def test_explicit_size_accepts_other_shapes_and_resize(tmp_path):
     assert PreparedDataset(out).image(1).shape == (1, 24, 24)
 
 
+def test_large_cutouts_are_binned_without_a_chosen_size(tmp_path, caplog):
+    """Without --size, 200 px cutouts are binned 3x (200 // 3 = 66 px), the
+    field kept; a chosen size, or one of 96 px or less, is left alone."""
+    for name in ("a", "b"):
+        write_fits(tmp_path / "in" / f"{name}.fits", noise_image((200, 200)))
+    out = str(tmp_path / "out")
+    with caplog.at_level("INFO", logger="galcnn"):
+        prepare([str(tmp_path / "in")], out, no_labels=True, workers=1)
+    recipe = PreparedDataset(out).preprocess
+    assert (recipe.size, recipe.fit) == ((66, 66), "resize")
+    assert PreparedDataset(out).image(0).shape == (1, 66, 66)
+    assert "200x200 pixels are binned to 66x66" in caplog.text
+    assert Preprocess().binned((96, 96)) is None and Preprocess(size=(150, 150)).binned(
+        (150, 150)) is None
+    assert Preprocess().binned((150, 150)).size == (75, 75)
+    assert Preprocess().binned((97, 300)).size == (24, 75)
+
+
 def test_workers_do_not_change_the_result(class_dirs, tmp_path):
     options = PrepareOptions(augment="rot90", copies=2, val_fraction=0.25)
     prepare([str(class_dirs)], str(tmp_path / "one"), workers=1, options=options)
