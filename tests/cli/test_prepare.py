@@ -161,7 +161,9 @@ def test_sample_data_prepares(tmp_path):
     assert metadata(tmp_path / "sim")["classes"] == ["edge_on", "elliptical", "spiral_acw",
                                                      "spiral_cw"]
     result = run_cli("prepare", os.path.join(root, "mirabest"), "-o", tmp_path / "mb")
-    assert result.exit_code == 0 and metadata(tmp_path / "mb")["preprocess"]["size"] == [150, 150]
+    prepared = metadata(tmp_path / "mb")["preprocess"]
+    assert result.exit_code == 0 and (prepared["size"], prepared["fit"]) == ([75, 75], "resize")
+    assert prepared["stretch"]["name"] == "peak"
 
 
 def test_conflicting_labels_and_a_class_of_one_are_said_on_screen(tmp_path):
