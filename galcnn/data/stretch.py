@@ -144,8 +144,8 @@ class Stretch:
             if self.name == "asinh":
                 return [{"median": median.tolist(), "scale": (self.softening * noise).tolist()}
                         for median, noise in bands]
-            return [self._peak_scaled(image, median, noise) for image, (median, noise)
-                    in zip(images, bands)]
+            return [{"median": median.tolist(), **self._peak_numbers(image, median, noise)}
+                    for image, (median, noise) in zip(images, bands)]
         intensities = [(image - median.astype(np.float32)[:, None, None]).mean(axis=0)[None]
                        for image, (median, _) in zip(images, bands)]
         if self.name == "asinh":
@@ -154,21 +154,22 @@ class Stretch:
         stretched = []
         for (median, _), intensity, (_, noise) in zip(bands, intensities,
                                                        background_and_noise(intensities)):
-            numbers = self._peak_scaled(intensity, np.zeros(1), noise)
+            numbers = self._peak_numbers(intensity, np.zeros(1), noise)
             stretched.append({"median": median.tolist(), "soft": numbers["scale"][0],
                               "floor": numbers["floor"] and numbers["floor"][0],
                               "norm": numbers["norm"]})
         return stretched
 
-    def _peak_scaled(self, image: np.ndarray, median: np.ndarray, noise: np.ndarray) -> dict:
+    def _peak_numbers(self, image: np.ndarray, median: np.ndarray, noise: np.ndarray) -> dict:
         """The peak stretch's numbers for each band of ``image``: the softening scale
         (``peak_softening`` times the band's brightest pixel above the background; the noise
-        when nothing rises above it), the floor and the divisor that maps the peak to 1."""
+        when nothing rises above it), the floor (None when off) and the divisor that maps the
+        peak to 1."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             peak = np.nanmax(image.reshape(len(image), -1), axis=1) - median
         peak = np.where(np.isfinite(peak) & (peak > noise), peak, noise)
-        return {"median": median.tolist(), "scale": (self.peak_softening * peak).tolist(),
+        return {"scale": (self.peak_softening * peak).tolist(),
                 "floor": (self.floor * noise).tolist() if self.floor > 0 else None,
                 "norm": float(np.arcsinh(1.0 / self.peak_softening))}
 
