@@ -61,6 +61,8 @@ class ModelCard:
             raise ValueError(f"mirror pair class(es) {', '.join(unknown)} not among the classes")
         if not 0 < self.temperature < float("inf"):
             raise ValueError(f"temperature must be finite and > 0, got {self.temperature}")
+        stretch = self.preprocess.stretch.for_task(dense=self.task == "segment")
+        self.preprocess = replace(self.preprocess, stretch=stretch)  # what the network sees
 
     @property
     def mirror_swap(self) -> list[int] | None:

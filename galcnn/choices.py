@@ -5,6 +5,8 @@ Architecture names are not here: they are whatever :mod:`galcnn.models` has regi
 """
 
 STRETCH_NAMES = ("asinh", "peak", "percentile", "zscale", "log", "linear", "none")
+#: What a recipe may name: a stretch, or ``auto`` (resolved by prepare for the task).
+STRETCH_CHOICES = ("auto",) + STRETCH_NAMES
 STRETCH_SCOPES = ("image", "band")
 FILL_METHODS = ("median", "zero")
 FIT_MODES = ("crop", "resize")

@@ -64,7 +64,7 @@ def test_round_trip_through_plain_values():
 
 def test_galcnn_0_1_classifier_card_is_converted():
     card = ModelCard.from_dict(CLASSIFIER_0_1)
-    assert card.preprocess == Preprocess(bands=("0",), size=(24, 24))
+    assert card.preprocess == Preprocess(bands=("0",), size=(24, 24), stretch=Stretch("asinh"))
     assert (card.model, card.model_args["width"], card.model_args["size"]) == ("resnet", 8,
                                                                                [24, 24])
     assert "pool_elements" not in card.model_args and "arch" not in card.model_args
@@ -91,3 +91,11 @@ def test_cards_that_cannot_describe_a_model_are_refused():
         ModelCard.from_dict({**_card().to_dict(), "card_version": CARD_VERSION + 1})
     with pytest.raises(KeyError):
         ModelCard.from_dict({"card_version": CARD_VERSION, "task": "classify"})
+
+
+def test_a_card_holds_the_stretch_its_network_sees_never_auto():
+    def card(task):
+        return ModelCard(task=task, classes=["a", "b"], preprocess=Preprocess(size=(8, 8)),
+                         model="cnn", model_args={})
+    assert card("classify").preprocess.stretch == Stretch("peak")
+    assert card("segment").preprocess.stretch == Stretch("asinh")

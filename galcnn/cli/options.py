@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import click
 
-from galcnn.choices import DEVICES, DTYPES, FILL_METHODS, FIT_MODES, STRETCH_NAMES, STRETCH_SCOPES
+from galcnn.choices import (DEVICES, DTYPES, FILL_METHODS, FIT_MODES, STRETCH_CHOICES,
+                            STRETCH_SCOPES)
 
 __all__ = ["add_options", "inputs_argument", "hdu_option", "device_option", "no_amp_option",
            "batch_size_option", "workers_option", "seed_option", "overwrite_option",
@@ -183,7 +184,7 @@ RECIPE_OPTIONS = [
                       "agree)."),
     click.option("--fit", type=click.Choice(FIT_MODES), default="crop", show_default=True,
                  help="crop: centre crop/pad, pixel scale kept; resize: resample, field kept."),
-    click.option("--stretch", type=click.Choice(("auto",) + STRETCH_NAMES), default="auto",
+    click.option("--stretch", type=click.Choice(STRETCH_CHOICES), default="auto",
                  show_default=True,
                  help="Per-image intensity stretch. auto: peak (asinh scaled to the source's "
                       "peak, noise below --floor cleared: a source looks the same at any "
@@ -241,10 +242,7 @@ def recipe_from(params: dict):
 
     low, high = params["percentiles"] or (0.5, 99.5)
     try:
-        name = params["stretch"]
-        if name == "auto":
-            name = "asinh" if params.get("masks", "none") != "none" else "peak"
-        stretch = Stretch(name=name, scope=params["stretch_scope"],
+        stretch = Stretch(name=params["stretch"], scope=params["stretch_scope"],
                           softening=params["softening"], lower=low, upper=high,
                           contrast=params["zscale_contrast"], log_a=params["log_a"],
                           peak_softening=params["peak_softening"], floor=params["floor"])

@@ -104,19 +104,22 @@ class Preprocess:
         """A copy completed with what the inputs showed: band names and (native) size."""
         return replace(self, bands=tuple(bands), size=self.size or tuple(size))
 
-    def binned(self, native: tuple[int, int]) -> "Preprocess | None":
-        """For a classifier without a chosen size: cutouts larger than ``MAX_AUTO_SIZE`` on a
-        side binned by the smallest integer factor that brings them to it (resampled, the
-        field kept), or None when they are small enough.
+    def for_task(self, native: tuple[int, int], dense: bool) -> "Preprocess":
+        """The recipe prepare applies to cutouts of ``native`` size for a classifier, or for
+        a U-Net's fields (``dense``): the ``auto`` stretch made concrete
+        (:meth:`Stretch.for_task`), and, for a classifier without a chosen size, cutouts
+        larger than ``MAX_AUTO_SIZE`` on a side binned by the smallest integer factor that
+        brings them to it (resampled, the field kept).
 
         On MiraBest (150 px) binning 2x to 75 px took the validation accuracy from 0.708 to
         0.778 and the brighter half, unseen in training, from 0.761 to 0.825 (peak stretch,
         bench/RESULTS.md), and trains about 4 times faster; a 64 px centre crop lost the
         lobes of the larger sources (0.722)."""
-        if self.size is not None or max(native) <= MAX_AUTO_SIZE:
-            return None
+        recipe = replace(self, stretch=self.stretch.for_task(dense))
+        if dense or self.size is not None or max(native) <= MAX_AUTO_SIZE:
+            return recipe
         factor = -(-max(native) // MAX_AUTO_SIZE)
-        return replace(self, size=(native[0] // factor, native[1] // factor), fit="resize")
+        return replace(recipe, size=(native[0] // factor, native[1] // factor), fit="resize")
 
     def to_dict(self) -> dict:
         """Plain values (JSON, and ``torch.load(weights_only=True)``)."""

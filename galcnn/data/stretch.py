@@ -9,13 +9,13 @@ so that the recipe (:mod:`galcnn.data.recipe`) decides how bad pixels are filled
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 from astropy.visualization import (AsymmetricPercentileInterval, LinearStretch, LogStretch,
                                    ManualInterval, MinMaxInterval, ZScaleInterval)
 
-from galcnn.choices import STRETCH_NAMES
+from galcnn.choices import STRETCH_CHOICES
 from galcnn.data.clipping import clipped_median_and_std
 from galcnn.choices import STRETCH_SCOPES as SCOPES
 
@@ -66,7 +66,9 @@ class Stretch:
     mean background-subtracted intensity ``I``).
     """
 
-    name: str = "asinh"
+    name: str = "auto"
+    """A stretch of ``STRETCH_NAMES``, or ``auto``: the task's choice (:meth:`for_task`),
+    made by prepare before anything is stretched."""
     scope: str = "image"
     softening: float = 1.0
     """asinh: the linear-to-log transition, in units of the background noise."""
@@ -85,8 +87,9 @@ class Stretch:
     0 (the 3-sigma clipping of the MiraBest images); 0 keeps every pixel."""
 
     def __post_init__(self):
-        if self.name not in STRETCH_NAMES:
-            raise ValueError(f"unknown stretch {self.name!r}; choose one of {', '.join(STRETCH_NAMES)}")
+        if self.name not in STRETCH_CHOICES:
+            raise ValueError(f"unknown stretch {self.name!r}; choose one of "
+                             f"{', '.join(STRETCH_CHOICES)}")
         if self.scope not in SCOPES:
             raise ValueError(f"unknown stretch scope {self.scope!r}; choose one of {', '.join(SCOPES)}")
         if self.softening <= 0:
@@ -101,12 +104,27 @@ class Stretch:
         if self.floor < 0:
             raise ValueError(f"peak stretch floor must be >= 0, got {self.floor}")
 
+    def for_task(self, dense: bool) -> "Stretch":
+        """``auto`` made concrete: ``peak`` for a classifier's cutouts (a source looks the same
+        at any brightness: on MiraBest's faint-to-bright shift test accuracy went from 0.773
+        with asinh to 0.819, bench/RESULTS.md), ``asinh`` scaled to the noise for a U-Net's
+        fields (``dense``), whose brightest star is no scale for the rest."""
+        if self.name != "auto":
+            return self
+        return replace(self, name="asinh" if dense else "peak")
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def _require_concrete(self) -> None:
+        if self.name == "auto":
+            raise ValueError("stretch 'auto' is chosen for a task first (Stretch.for_task; "
+                             "prepare does it)")
 
     @classmethod
     def from_dict(cls, values: dict) -> "Stretch":
         known = {f.name for f in fields(cls)}
+        values = {"name": "asinh", **values}  # a card written before ``auto`` existed
         return cls(**{k: v for k, v in values.items() if k in known})
 
     def __call__(self, data: np.ndarray, statistics: dict | None = None) -> np.ndarray:
@@ -116,6 +134,7 @@ class Stretch:
         them on ``data``: how ``segment`` stretches every tile of a large image the same way.
         """
         data = np.asarray(data, dtype=np.float32)
+        self._require_concrete()
         if data.ndim != 3:
             raise ValueError(f"expected a (bands, y, x) array, got shape {data.shape}")
         if self.name == "none":
@@ -134,6 +153,7 @@ class Stretch:
     def statistics_of(self, images: list[np.ndarray]) -> list[dict]:
         """:meth:`statistics` of many images at once (the same numbers, measured together)."""
         images = [np.asarray(image, dtype=np.float32) for image in images]
+        self._require_concrete()
         if self.name == "none":
             return [{} for _ in images]
         if self.name not in ("asinh", "peak"):

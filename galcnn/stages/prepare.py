@@ -179,12 +179,13 @@ def prepare(inputs: list[str], out_dir: str, *, options: PrepareOptions | None =
         names = band_order or probe_bands
         if len(names) != n_bands:
             names = [str(i) for i in range(n_bands)]
-        binned = recipe.binned(native_size) if options.masks == "none" else None
+        recipe = recipe.for_task(native_size, dense=options.masks != "none")
+        binned = recipe.size is not None and options.preprocess.size is None
         if binned:
             logger.info("cutouts of %dx%d pixels are binned to %dx%d for the network (field "
                         "kept; --size N to choose)", native_size[1], native_size[0],
-                        binned.size[1], binned.size[0])
-        recipe = (binned or recipe).with_inputs(names, native_size)
+                        recipe.size[1], recipe.size[0])
+        recipe = recipe.with_inputs(names, native_size)
 
         workers = worker_count(workers)
         tasks = [ReadTask(i, s, _copies(options, i) if splits[s] == "train" else ())

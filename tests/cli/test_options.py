@@ -52,11 +52,9 @@ def test_option_values_become_the_recipe():
         recipe_from({**PARAMS, "percentiles": (99.0, 1.0)})
 
 
-def test_auto_stretch_is_peak_for_classifiers_and_asinh_for_unet_fields():
-    classify = prepare_options_from({**PARAMS, "stretch": "auto", "masks": "none"})
-    assert classify.preprocess.stretch == Stretch("peak", scope="band", peak_softening=0.05,
-                                                  floor=2.0, lower=1.0, upper=99.0)
-    segment = prepare_options_from({**PARAMS, "stretch": "auto", "masks": "auto"})
-    assert segment.preprocess.stretch.name == "asinh"
+def test_auto_stretch_is_left_to_the_prepare_stage_with_its_parameters():
+    chosen = prepare_options_from({**PARAMS, "stretch": "auto", "masks": "none"})
+    assert chosen.preprocess.stretch == Stretch("auto", scope="band", peak_softening=0.05,
+                                                floor=2.0, lower=1.0, upper=99.0)
     with pytest.raises(click.UsageError, match="--copies needs an augmentation group"):
         prepare_options_from(PARAMS, copies=2)

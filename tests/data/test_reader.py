@@ -8,10 +8,11 @@ from galcnn.data.augment import D4, Rotation
 from galcnn.data.inputs import Source
 from galcnn.data.reader import ReadTask, read_sample, read_samples
 from galcnn.data.recipe import Preprocess
+from galcnn.data.stretch import Stretch
 
 from helpers import noise_image, write_fits
 
-RECIPE = Preprocess(bands=("0",), size=(32, 32))
+RECIPE = Preprocess(bands=("0",), size=(32, 32), stretch=Stretch("asinh"))
 
 
 def _sources(tmp_path, n=7):

@@ -50,9 +50,9 @@ def test_zero_fill_and_padding_with_band_medians():
 
 def test_float16_storage_is_what_the_network_sees():
     data = noise_image()[None]
-    out = Preprocess(size=(32, 32), dtype="float16").apply(data)
+    out = Preprocess(size=(32, 32), stretch=Stretch("asinh"), dtype="float16").apply(data)
     assert out.dtype == np.float16
-    np.testing.assert_array_equal(out, Preprocess(size=(32, 32)).apply(data).astype(np.float16))
+    np.testing.assert_array_equal(out, Preprocess(size=(32, 32), stretch=Stretch("asinh")).apply(data).astype(np.float16))
 
 
 @pytest.mark.parametrize("stretch", STRETCH_NAMES)
@@ -95,15 +95,27 @@ def test_round_trip_and_legacy_form():
 
 
 def test_differences_name_what_makes_inputs_differ():
-    model = Preprocess(bands=("0",), size=(32, 32))
-    assert model.differences(Preprocess(bands=("x",), size=(32, 32), hdu=1)) == []
+    model = Preprocess(bands=("0",), size=(32, 32), stretch=Stretch("asinh"))
+    assert model.differences(Preprocess(bands=("x",), size=(32, 32), hdu=1,
+                                        stretch=Stretch("asinh"))) == []
     found = model.differences(Preprocess(bands=("0", "1"), size=(64, 64),
                                          stretch=Stretch("linear"), fill="zero"))
     assert found == ["2 band(s) instead of 1", "size 64x64 instead of 32x32",
                      "stretch linear instead of asinh", "--fill zero instead of median"]
     softer = model.differences(Preprocess(bands=("0",), size=(32, 32),
-                                          stretch=Stretch(softening=2.0)))
+                                          stretch=Stretch("asinh", softening=2.0)))
     assert softer == ["stretch asinh (softening=2.0) instead of asinh"]
+
+
+def test_for_task_makes_the_auto_stretch_concrete_and_bins_large_classifier_cutouts():
+    auto = Preprocess()
+    assert auto.for_task((96, 96), dense=False) == Preprocess(stretch=Stretch("peak"))
+    binned = auto.for_task((150, 150), dense=False)
+    assert (binned.size, binned.fit, binned.stretch.name) == ((75, 75), "resize", "peak")
+    assert auto.for_task((97, 300), dense=False).size == (24, 75)
+    assert auto.for_task((150, 150), dense=True) == Preprocess(stretch=Stretch("asinh"))
+    chosen = Preprocess(size=(150, 150), stretch=Stretch("log"))
+    assert chosen.for_task((150, 150), dense=False) == chosen
 
 
 def test_invalid_values_are_refused():
@@ -113,3 +125,5 @@ def test_invalid_values_are_refused():
             Preprocess(**bad)
     with pytest.raises(ValueError, match="no size yet"):
         Preprocess().apply(noise_image()[None])
+    with pytest.raises(ValueError, match="stretch 'auto' is chosen for a task first"):
+        Preprocess(size=(32, 32)).apply(noise_image()[None])

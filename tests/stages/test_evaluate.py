@@ -35,7 +35,7 @@ def test_a_set_prepared_with_another_recipe_is_refused(classifier, tmp_path):
             options=PrepareOptions(Preprocess(size=(32, 32), stretch=Stretch("linear"))))
     with pytest.raises(EvaluateError) as raised:
         evaluate(classifier, other)
-    assert "prepared differently from the model's inputs (stretch linear instead of asinh)" \
+    assert "prepared differently from the model's inputs (stretch linear instead of peak)" \
         in str(raised.value)
 
 

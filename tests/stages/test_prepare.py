@@ -13,6 +13,7 @@ from astropy.io import fits
 from galcnn.data.dataset import MANIFEST_COLUMNS, PreparedDataset
 from galcnn.data.fitsio import read_image
 from galcnn.data.recipe import Preprocess
+from galcnn.data.stretch import Stretch
 from galcnn.data.simulate import simulate_cutout
 from galcnn.stages.prepare import PrepareError, PrepareOptions, prepare
 
@@ -33,7 +34,7 @@ def test_class_directories_give_a_complete_dataset(class_dirs, tmp_path):
     meta = metadata(out)
     recipe = meta["preprocess"]
     assert meta["classes"] == ["a", "b"] and recipe["size"] == [32, 32] and recipe["bands"] == ["0"]
-    assert recipe["stretch"]["name"] == "asinh" and meta["labels"]["source"] == "directories"
+    assert recipe["stretch"]["name"] == "peak" and meta["labels"]["source"] == "directories"
     assert meta["class_counts"]["train"] == {"a": 3, "b": 3}
     assert meta["galcnn_version"] and recipe["fit"] == "crop" and meta["options"]["seed"] == 3
     assert os.listdir(tmp_path) == ["cutouts", "prepared"]  # no temporary directory left
@@ -43,7 +44,7 @@ def test_class_directories_give_a_complete_dataset(class_dirs, tmp_path):
     assert isinstance(shard, np.memmap) and shard.shape[1:] == (1, 32, 32)
     image, label = dataset[0]
     source = read_image(rows[0]["file"])
-    expected = Preprocess(size=(32, 32)).apply(source.data)
+    expected = Preprocess(size=(32, 32), stretch=Stretch("peak")).apply(source.data)
     np.testing.assert_allclose(image, expected, rtol=1e-6)
     assert label == (0 if rows[0]["label"] == "a" else 1)
     assert len(PreparedDataset(out, split="val")) == 2
@@ -104,10 +105,6 @@ def test_large_cutouts_are_binned_without_a_chosen_size(tmp_path, caplog):
     assert (recipe.size, recipe.fit) == ((66, 66), "resize")
     assert PreparedDataset(out).image(0).shape == (1, 66, 66)
     assert "200x200 pixels are binned to 66x66" in caplog.text
-    assert Preprocess().binned((96, 96)) is None and Preprocess(size=(150, 150)).binned(
-        (150, 150)) is None
-    assert Preprocess().binned((150, 150)).size == (75, 75)
-    assert Preprocess().binned((97, 300)).size == (24, 75)
 
 
 def test_workers_do_not_change_the_result(class_dirs, tmp_path):

@@ -43,7 +43,7 @@ def test_run_directory_is_complete(simulated, tmp_path):
     card = load_checkpoint(run)["card"]
     assert card.symmetry == "dihedral" and card.mirror_pairs == [("spiral_cw", "spiral_acw")]
     assert card.preprocess.size == (32, 32) and card.preprocess.n_bands == 1
-    assert card.preprocess.stretch.name == "asinh" and card.temperature == metrics["temperature"]
+    assert card.preprocess.stretch.name == "peak" and card.temperature == metrics["temperature"]
     assert len(card.elements) == 8 and card.mirror_swap == [0, 1, 3, 2]
     config = json.load(open(os.path.join(run, "config.json")))
     assert config["options"]["epochs"] == 2 and config["device"] == "cpu"
