@@ -2,16 +2,19 @@
 
 ``create_model(name, n_bands=..., n_classes=..., size=...)`` builds any registered network;
 ``list_models()`` names them. Registered here: ``resnet`` and ``cnn`` (classifiers,
-:mod:`galcnn.models.classifiers`) and ``unet`` (segmentation, :mod:`galcnn.models.unet`).
+:mod:`galcnn.models.classifiers`), ``gcnn`` (a classifier invariant to rotations and
+reflections by construction, :mod:`galcnn.models.equivariant`) and ``unet`` (segmentation,
+:mod:`galcnn.models.unet`).
 :class:`GroupPooled` averages a network over a symmetry group (:mod:`galcnn.models.symmetry`).
 """
 
-from galcnn.models import classifiers, unet  # noqa: F401  (register the architectures)
+from galcnn.models import classifiers, equivariant, unet  # noqa: F401  (register them)
 from galcnn.models.pooled import GroupPooled
-from galcnn.models.registry import Network, create_model, list_models, model_task, register_model
+from galcnn.models.registry import (Network, create_model, list_models, model_is_invariant,
+                                    model_task, register_model)
 
 __all__ = ["Network", "GroupPooled", "create_model", "list_models", "model_task",
-           "register_model", "count_parameters"]
+           "model_is_invariant", "register_model", "count_parameters"]
 
 
 def count_parameters(model) -> int:

@@ -8,7 +8,8 @@ from collections.abc import Callable, Sequence
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["conv_bn_relu", "double_conv", "BasicBlock", "StridedPointwise", "feature_stack"]
+__all__ = ["conv_bn_relu", "double_conv", "BasicBlock", "StridedPointwise", "feature_stack",
+           "stem_stride", "stage_count"]
 
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -52,7 +53,7 @@ class BasicBlock(nn.Module):
         return self.relu(self.body(x) + self.skip(x))
 
 
-def _stem_stride(size: Sequence[int]) -> int:
+def stem_stride(size: Sequence[int]) -> int:
     """Large inputs (e.g. 150 px radio cutouts) are reduced early so compute stays small."""
     smallest = min(size)
     stride = 1
@@ -61,7 +62,7 @@ def _stem_stride(size: Sequence[int]) -> int:
     return stride
 
 
-def _n_stages(size: Sequence[int], stride: int) -> int:
+def stage_count(size: Sequence[int], stride: int) -> int:
     """Enough halvings to bring the feature map to about 4-8 pixels, at least 2, at most 5."""
     side = min(size) / stride
     return int(min(5, max(2, math.floor(math.log2(max(side, 4) / 4)))))
@@ -73,7 +74,7 @@ def _stem(n_bands: int, width: int, size: Sequence[int]) -> nn.Sequential:
     The full-resolution layer sees every pixel (thin spiral arms, compact radio cores) before
     the map is reduced; keeping it thin keeps it cheap.
     """
-    stride = _stem_stride(size)
+    stride = stem_stride(size)
     if stride == 1:
         return conv_bn_relu(n_bands, width)
     layers, channels = [conv_bn_relu(n_bands, max(8, width // 2))], max(8, width // 2)
@@ -89,7 +90,7 @@ def feature_stack(n_bands: int, width: int, size: Sequence[int],
     ``stage(c_in, c_out)`` returns one stage's modules. Returns the stack and its channels."""
     layers: list[nn.Module] = [_stem(n_bands, width, size)]
     channels = width
-    for index in range(_n_stages(size, _stem_stride(size))):
+    for index in range(stage_count(size, stem_stride(size))):
         out = width * 2 ** min(index, 3)
         layers += stage(channels, out)
         channels = out

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["Network", "register_model", "create_model", "list_models", "model_task"]
+__all__ = ["Network", "register_model", "create_model", "list_models", "model_task",
+           "model_is_invariant"]
 
 TASKS = ("classify", "segment")
 
@@ -48,20 +49,26 @@ class Network(nn.Module):
 class _Entry:
     factory: Callable[..., Network]
     task: str
+    invariant: bool
 
 
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register_model(name: str, *, task: str = "classify"):
-    """Decorator: register ``factory(n_bands, n_classes, size=None, **options) -> Network``."""
+def register_model(name: str, *, task: str = "classify", invariant: bool = False):
+    """Decorator: register ``factory(n_bands, n_classes, size=None, **options) -> Network``.
+
+    ``invariant``: the network is invariant to right-angle rotations and reflections by
+    construction, so it is never pooled over copies; its factory takes ``mirror_swap``, the
+    class permutation a reflection applies (:func:`galcnn.models.symmetry.mirror_permutation`).
+    """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}")
 
     def decorate(factory):
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = _Entry(factory, task)
+        _REGISTRY[name] = _Entry(factory, task, invariant)
         return factory
 
     return decorate
@@ -74,6 +81,10 @@ def list_models(task: str | None = None) -> list[str]:
 
 def model_task(name: str) -> str:
     return _entry(name).task
+
+
+def model_is_invariant(name: str) -> bool:
+    return _entry(name).invariant
 
 
 def create_model(name: str, **kwargs) -> Network:

@@ -37,9 +37,10 @@ from galcnn.data.dataset import PreparedDataset, is_prepared_dataset
 from galcnn.data.lock import output_lock
 from galcnn.errors import GalcnnError, naming_output
 from galcnn.interrupt import Interrupted, StopRequest
-from galcnn.models import count_parameters
+from galcnn.models import count_parameters, model_is_invariant
 from galcnn.models.pooled import GroupPooled
-from galcnn.models.symmetry import elements_of, random_elements, random_rotations
+from galcnn.models.symmetry import (elements_of, mirror_permutation, random_elements,
+                                    random_rotations)
 from galcnn.runtime import (Distributed, amp_dtype, autocast, close_distributed,
                             distributed_from_env, init_distributed, rng_states, seed_everything,
                             select_device, set_rng_states, worker_count)
@@ -220,12 +221,18 @@ class _Run:
         symmetry, pairs = self.task.resolve_symmetry(options)
         self.symmetry = symmetry
         self.elements = elements_of(symmetry, recipe.size)
+        """The group elements training draws from (labels of mirror pairs swapped by
+        ``mirror_swap``)."""
+        self.mirror_swap = mirror_permutation(self.task.classes, pairs) if pairs else None
+        model_args = self.task.model_args(options, recipe)
+        pooled_over = self.elements
+        if model_is_invariant(options.arch):  # the network holds the group: no pooled copies
+            model_args["mirror_swap"], pooled_over = self.mirror_swap, [(0, False)]
         counts = self.task.class_counts()
         self.card = ModelCard(
             task=self.task.name, classes=self.task.classes,
             cutout_classes=self.task.cutout_classes, preprocess=recipe, model=options.arch,
-            model_args=self.task.model_args(options, recipe), symmetry=symmetry,
-            elements=self.elements, mirror_pairs=pairs,
+            model_args=model_args, symmetry=symmetry, elements=pooled_over, mirror_pairs=pairs,
             training={"options": {**asdict(options), "mirror_pairs": [list(p) for p in pairs]},
                       "data": {"path": os.path.abspath(data_path),
                                "train_counts": counts.tolist(), "n_train": len(train_set),
@@ -262,7 +269,7 @@ class _Run:
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(
                 self.optimizer, _lr_lambda(options, self.steps_per_epoch))
         self.ema = _ema(self.model.net, options.ema_epochs, self.steps_per_epoch)
-        self.kept = (GroupPooled(self.ema.module, self.elements, self.card.mirror_swap
+        self.kept = (GroupPooled(self.ema.module, self.card.elements, self.card.mirror_swap
                                  ).to(device) if self.ema else self.model)
         """The model validated and saved: the weights' moving average when there is one."""
         self.dtype = amp_dtype(device, options.amp)
@@ -362,7 +369,7 @@ class _Run:
             generator.set_state(partial["generator"])
             if advance:
                 advance(int(done["seen"]))
-        swap = self.card.mirror_swap
+        swap = self.mirror_swap
         for images, targets in batches:
             x = images.to(self.device, non_blocking=True).contiguous(
                 memory_format=torch.channels_last)

@@ -61,6 +61,21 @@ def test_checkpoint_rebuilds_the_same_model(simulated, tmp_path):
     assert logits.shape == (32, 4) and np.isfinite(logits).all()
 
 
+def test_an_invariant_network_is_never_pooled_and_keeps_the_winding_sense(simulated, tmp_path):
+    """gcnn holds the dihedral group itself: the card pools over nothing, and the network
+    is given the mirror-pair swap that training applies to reflected labels."""
+    run = str(tmp_path / "run")
+    train(simulated, run, tiny(arch="gcnn", epochs=1))
+    model = load_model(run)
+    card = model.card
+    assert card.symmetry == "dihedral" and card.elements == [(0, False)]
+    assert card.model_args["mirror_swap"] == [0, 1, 3, 2]
+    x = torch.from_numpy(np.stack([PreparedDataset(simulated, "val")[i][0] for i in range(4)]))
+    with torch.no_grad():
+        torch.testing.assert_close(model(torch.flip(x, dims=(-1,))), model(x)[:, [0, 1, 3, 2]],
+                                   rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("ema_epochs", [0.0, 0.5])
 def test_resume_after_a_kill_equals_an_uninterrupted_run(simulated, tmp_path, ema_epochs):
     """Also with a moving average of the weights: it is what best.pt and last.pt keep, and
