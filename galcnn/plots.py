@@ -1,4 +1,5 @@
-"""PNG plots for a run directory: learning curves and the confusion matrix (matplotlib, Agg)."""
+"""PNG plots (matplotlib, Agg): a run directory's learning curves and confusion matrix, an
+explained cutout's panel."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 
 from galcnn.data.atomic import atomic_output
 
-__all__ = ["pyplot", "save_figure", "plot_learning_curves", "plot_confusion"]
+__all__ = ["pyplot", "save_figure", "plot_learning_curves", "plot_confusion", "plot_attribution"]
 
 
 def pyplot():
@@ -74,5 +75,46 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: str, *,
             axis.text(j, i, f"{fraction[i, j]:.2f}\n{cm[i, j]}", ha="center", va="center",
                       fontsize=8, color="white" if fraction[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=axis, fraction=0.046)
+    save_figure(fig, path)
+    return fig
+
+
+def _display(image: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """A network input ``(bands, y, x)`` as something imshow draws: three bands as colour,
+    otherwise the first band in grey; scaled to its own 0.5-99.5 percentiles."""
+    shown = np.moveaxis(image[:3], 0, -1) if image.shape[0] == 3 else image[0]
+    low, high = np.nanpercentile(shown, [0.5, 99.5])
+    return np.clip((shown - low) / max(high - low, 1e-12), 0, 1), None if shown.ndim == 3 \
+        else "gray"
+
+
+def plot_attribution(image: np.ndarray, cam: np.ndarray, gradients: np.ndarray,
+                     beliefs: np.ndarray, classes: list[str], target: int, title: str,
+                     path: str):
+    """One cutout's explanation: the network's input, the Grad-CAM map over it, the
+    integrated gradients (red for, blue against the class) and the beliefs, the class the
+    maps are for in orange; returns the (closed) figure."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.4),
+                             gridspec_kw={"width_ratios": [1, 1, 1, 1.1]})
+    shown, cmap = _display(image)
+    axes[0].imshow(shown, cmap=cmap, origin="lower")
+    axes[0].set_title("input")
+    axes[1].imshow(shown, cmap=cmap, origin="lower")
+    axes[1].imshow(cam, cmap="inferno", alpha=0.55, origin="lower")
+    axes[1].set_title("Grad-CAM")
+    limit = float(np.nanmax(np.abs(gradients))) or 1.0
+    axes[2].imshow(gradients, cmap="RdBu_r", vmin=-limit, vmax=limit, origin="lower")
+    axes[2].set_title("integrated gradients")
+    for axis in axes[:3]:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    colours = ["tab:orange" if i == target else "tab:blue" for i in range(len(classes))]
+    axes[3].barh(range(len(classes)), beliefs, color=colours)
+    axes[3].set_yticks(range(len(classes)), classes)
+    axes[3].set_xlim(0, 1)
+    axes[3].invert_yaxis()
+    axes[3].set_title("beliefs")
+    fig.suptitle(f"{title}: maps for {classes[target]} (belief {beliefs[target]:.2f})")
     save_figure(fig, path)
     return fig

@@ -5,4 +5,5 @@
 ``evaluate``  a model and labelled data -> the validation metrics
 ``predict``   a model and cutouts -> a table of class beliefs
 ``segment``   a U-Net and images -> probability maps, label maps and catalogues
+``explain``   a classifier and cutouts -> attribution maps (FITS, PNG) and an index
 """
