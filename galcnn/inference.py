@@ -92,6 +92,12 @@ class Predictor:
             deviation = torch.full((mean.shape[0],), float("nan"))
         return mean.cpu().numpy(), deviation.cpu().numpy()
 
+    def embeddings(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Feature vectors ``(n, features)`` pooled over the group (:meth:`GroupPooled.embed`)."""
+        with torch.inference_mode(), autocast(self.device, self.dtype):
+            features = self.model.embed(as_batch(images, self.device))
+        return features.float().cpu().numpy()
+
     def pixel_probabilities(self, images: np.ndarray) -> np.ndarray:
         """Per-pixel class beliefs ``(n, classes, y, x)`` of a segmentation model."""
         return torch.softmax(forward(self.model, as_batch(images, self.device), self.dtype),

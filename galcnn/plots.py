@@ -7,7 +7,8 @@ import numpy as np
 
 from galcnn.data.atomic import atomic_output
 
-__all__ = ["pyplot", "save_figure", "plot_learning_curves", "plot_confusion", "plot_attribution"]
+__all__ = ["pyplot", "save_figure", "plot_learning_curves", "plot_confusion", "plot_attribution",
+           "plot_mosaic"]
 
 
 def pyplot():
@@ -116,5 +117,31 @@ def plot_attribution(image: np.ndarray, cam: np.ndarray, gradients: np.ndarray,
     axes[3].invert_yaxis()
     axes[3].set_title("beliefs")
     fig.suptitle(f"{title}: maps for {classes[target]} (belief {beliefs[target]:.2f})")
+    save_figure(fig, path)
+    return fig
+
+
+def plot_mosaic(panels: list[list[tuple[str, str]]], path: str):
+    """A grid of cutouts read from their FITS files, a row per list of ``(file, label)``;
+    a file that cannot be read is left blank with its label. Returns the (closed) figure."""
+    from galcnn.data.fitsio import read_image
+
+    plt = pyplot()
+    columns = max(len(row) for row in panels)
+    fig, axes = plt.subplots(len(panels), columns, squeeze=False,
+                             figsize=(1.9 * columns, 2.1 * len(panels)))
+    for axis in axes.flat:
+        axis.set_axis_off()
+    for r, row in enumerate(panels):
+        for c, (file, label) in enumerate(row):
+            axis = axes[r, c]
+            try:
+                image = read_image(file.split(";")).data
+            except (OSError, ValueError):
+                image = None
+            if image is not None:
+                shown, cmap = _display(np.nan_to_num(image))
+                axis.imshow(shown, cmap=cmap, origin="lower")
+            axis.set_title(label, fontsize=7)
     save_figure(fig, path)
     return fig

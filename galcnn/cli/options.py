@@ -15,7 +15,7 @@ from galcnn.choices import (DEVICES, DTYPES, FILL_METHODS, FIT_MODES, STRETCH_CH
 __all__ = ["add_options", "inputs_argument", "hdu_option", "device_option", "no_amp_option",
            "batch_size_option", "workers_option", "seed_option", "overwrite_option",
            "LABEL_OPTIONS", "RECIPE_OPTIONS", "SPLIT_OPTIONS", "ArchitectureChoice", "parse_list",
-           "recipe_from", "label_kwargs"]
+           "recipe_from", "label_kwargs", "STREAM_OPTIONS", "chosen_shard"]
 
 
 def add_options(options: list):
@@ -271,3 +271,33 @@ def prepare_options_from(params: dict, *, augment: str = "none", copies: int = 0
 def label_kwargs(params: dict) -> dict:
     """Keyword arguments of the label options, as the stages take them."""
     return {key: params[key] for key in _LABEL_KEYS}
+
+
+#: Options of the commands that stream cutouts through a model into one table (predict, embed).
+STREAM_OPTIONS = [
+    click.option("--shard", metavar="K/N",
+                 help="Only the K-th of N disjoint parts of the inputs (default: from "
+                      "SLURM_ARRAY_TASK_ID/COUNT when set)."),
+    click.option("--resume", is_flag=True,
+                 help="Continue OUT.partial from an interrupted run."),
+    overwrite_option(),
+    batch_size_option(None, "Cutouts per forward pass [default: 16 on a CPU, 256 on a GPU]."),
+    device_option,
+    no_amp_option,
+    workers_option("Reading processes [default: usable CPUs, one left for the model on CPU]."),
+    hdu_option("Image HDU (default: the model's rule, first HDU with 2-D/3-D data)."),
+    click.option("--band-pattern", metavar="PATTERN",
+                 help="One file per band (default: the model's pattern)."),
+    click.option("--bands", callback=parse_list, metavar="B1,B2,...",
+                 help="Band order for --band-pattern (default: the model's)."),
+]
+
+
+def chosen_shard(shard: str | None) -> tuple[int, int] | None:
+    """``--shard K/N``, else the Slurm array task's part, else None."""
+    from galcnn.data.shards import parse_shard, shard_from_env
+
+    try:
+        return parse_shard(shard) if shard else shard_from_env()
+    except ValueError as exc:
+        raise click.UsageError(str(exc))

@@ -9,8 +9,7 @@ import click
 
 from galcnn.choices import TABLE_FORMATS
 from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run, stdout
-from galcnn.cli.options import (batch_size_option, device_option, hdu_option, inputs_argument,
-                                no_amp_option, overwrite_option, parse_list, workers_option)
+from galcnn.cli.options import STREAM_OPTIONS, add_options, chosen_shard, inputs_argument
 
 
 @click.command("predict")
@@ -25,20 +24,7 @@ from galcnn.cli.options import (batch_size_option, device_option, hdu_option, in
                                           "it).")
 @click.option("--mc-dropout", type=click.IntRange(0), default=0, show_default=True,
               help="Monte-Carlo dropout samples (averaged; adds their spread).")
-@click.option("--shard", metavar="K/N",
-              help="Only the K-th of N disjoint parts of the inputs (default: from "
-                   "SLURM_ARRAY_TASK_ID/COUNT when set).")
-@click.option("--resume", is_flag=True, help="Continue OUT.partial from an interrupted run.")
-@overwrite_option()
-@batch_size_option(None, "Cutouts per forward pass [default: 16 on a CPU, 256 on a GPU].")
-@device_option
-@no_amp_option
-@workers_option("Reading processes [default: usable CPUs, one left for the model on CPU].")
-@hdu_option("Image HDU (default: the model's rule, first HDU with 2-D/3-D data).")
-@click.option("--band-pattern", metavar="PATTERN", help="One file per band (default: the "
-                                                        "model's pattern).")
-@click.option("--bands", callback=parse_list, metavar="B1,B2,...",
-              help="Band order for --band-pattern (default: the model's).")
+@add_options(STREAM_OPTIONS)
 def command(model, inputs, out_path, fmt, tta, mc_dropout, shard, resume, overwrite,
             batch_size, device, no_amp, workers, hdu, band_pattern, bands):
     """Class beliefs of MODEL for every object in INPUTS (files, directories, globs, @lists).
@@ -53,14 +39,10 @@ def command(model, inputs, out_path, fmt, tta, mc_dropout, shard, resume, overwr
       galcnn predict runs/sim sample_data/simulated -o predictions.csv
       galcnn predict runs/gz1 @survey_files.txt -o part.csv --shard 3/100 --resume
     """
-    from galcnn.data.shards import parse_shard, shard_from_env
     from galcnn.progress import progress_reporter
     from galcnn.stages.predict import PredictOptions, predict
 
-    try:
-        chosen = parse_shard(shard) if shard else shard_from_env()
-    except ValueError as exc:
-        raise click.UsageError(str(exc))
+    chosen = chosen_shard(shard)
     options = PredictOptions(batch_size=batch_size, tta=tta, mc_dropout=mc_dropout,
                              device=device, workers=workers, amp=not no_amp, format=fmt)
     with ExitStack() as stack:

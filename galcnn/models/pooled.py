@@ -64,6 +64,16 @@ class GroupPooled(nn.Module):
             logits = torch.where(flipped[:, None, None], logits[:, :, self.mirror_swap], logits)
         return logits
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation the last layer reads (``pre_logits``), averaged over the
+        group's copies: a feature vector per input that does not change when the input is
+        turned or mirrored within the group, for similarity search and anomaly scores."""
+        if self.dense:
+            raise ValueError("embeddings are for classifiers")
+        copies = torch.cat([apply_element(x, *element) for element in self.elements])
+        features = self.net.forward_head(self.net.forward_features(copies), pre_logits=True)
+        return features.view(len(self.elements), x.shape[0], -1).mean(0)
+
     def _back(self, logits: torch.Tensor, element: Element) -> torch.Tensor:
         """One copy's per-pixel logits mapped back to the input's orientation and classes."""
         logits = invert_element(logits, *element)

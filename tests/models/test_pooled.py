@@ -80,3 +80,15 @@ def test_the_trivial_group_is_the_bare_network():
     x = torch.randn(2, 1, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(GroupPooled(net)(x), net(x))
+
+
+def test_embeddings_do_not_change_when_the_input_turns_or_mirrors():
+    model = _model(arch="cnn")
+    x = torch.randn(3, 2, 32, 32)
+    with torch.no_grad():
+        base = model.embed(x)
+        assert base.shape == (3, 128)  # the compact CNN's last hidden layer
+        for k, flip in ((1, False), (2, True), (3, True)):
+            turned = torch.rot90(torch.flip(x, dims=(-1,)) if flip else x, k, dims=(-2, -1))
+            torch.testing.assert_close(model.embed(turned), base, atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(base[0], base[1])

@@ -34,7 +34,8 @@ from galcnn.runtime import inference_batch_size, select_device, worker_count
 from galcnn.stages.predict.table import (check_identity, columns_for, count_rows, done_files,
                                          finish_table, format_row, write_identity)
 
-__all__ = ["PredictOptions", "PredictResult", "PredictError", "predict"]
+__all__ = ["PredictOptions", "PredictResult", "PredictError", "predict", "TableSpec",
+           "write_table"]
 
 logger = logging.getLogger("galcnn")
 
@@ -93,25 +94,61 @@ def predict(model_path: str, inputs: list[str], out_path: str,
     overrides = {"hdu": hdu, "band_pattern": band_pattern, "bands": bands}
     recipe = replace(card.preprocess, **{k: v for k, v in overrides.items() if v is not None})
 
-    identity = {"model_sha256": file_checksum(model_path), "classes": list(card.classes),
+    checksum = file_checksum(model_path)
+    identity = {"model_sha256": checksum, "classes": list(card.classes),
                 "hdu": recipe.hdu, "band_pattern": recipe.band_pattern,
                 "bands": list(recipe.bands or []), "mc_dropout": options.mc_dropout,
                 "tta": options.tta, "format": options.format}
+    classes = card.classes
+
+    def row(object_id, path, hdu, ra, dec, values=None, status="ok") -> list:
+        if values is None:
+            return format_row(object_id, path, hdu, "", "", classes, status=status)
+        return format_row(object_id, path, hdu, ra, dec, classes, values[0], values[1], status)
+
+    spec = TableSpec(
+        columns=columns_for(classes), identity=identity, row=row,
+        compute=lambda x: predictor.beliefs(x, spread=options.tta),
+        finish=lambda partial: finish_table(partial, out_path, options.format, card,
+                                            checksum))
+    return write_table(spec, inputs, out_path, options, device, recipe, started=started,
+                       shard=shard, resume=resume, overwrite=overwrite, progress=progress)
+
+
+@dataclass
+class TableSpec:
+    """What one table of per-object values is made of (predict's beliefs, embed's vectors)."""
+
+    columns: list[str]
+    identity: dict
+    """The model and options that write it: a resume with anything else is refused."""
+    compute: Callable[[torch.Tensor], tuple[np.ndarray, ...]]
+    """A batch of network inputs -> arrays with one row per input."""
+    row: Callable[..., list]
+    """``row(id, file, hdu, ra, dec, values=None, status="ok")``: a table row; without
+    ``values`` (one row of each array from ``compute``) a failed input's row."""
+    finish: Callable[[str], None]
+    """The complete partial CSV -> the output file."""
+
+
+def write_table(spec: TableSpec, inputs: list[str], out_path: str, options, device,
+                recipe, *, started: float, shard=None, resume: bool = False,
+                overwrite: bool = False, progress=None) -> PredictResult:
+    """Stream ``inputs`` through ``spec.compute`` into ``out_path``: rows appended to
+    ``OUT.partial`` as each batch finishes, resumable, sharded, under the output's lock."""
     make_parent(out_path)
     kept = f"the rows written so far are in {out_path}.partial; free space, then --resume"
     with output_lock(out_path), naming_output(out_path, kept):
         remove_stale_temporaries(out_path)
-        return _write_table(model_path, inputs, out_path, options, started, device, predictor,
-                            recipe, identity, shard, resume, overwrite, progress)
+        return _write_table(spec, inputs, out_path, options, started, device, recipe, shard,
+                            resume, overwrite, progress)
 
 
-def _write_table(model_path: str, inputs: list[str], out_path: str, options: PredictOptions,
-                 started: float, device: torch.device, predictor: Predictor, recipe,
-                 identity: dict, shard, resume: bool, overwrite: bool, progress
+def _write_table(spec: TableSpec, inputs: list[str], out_path: str, options, started: float,
+                 device: torch.device, recipe, shard, resume: bool, overwrite: bool, progress
                  ) -> PredictResult:
-    """The body of :func:`predict`, run while holding the output's lock."""
-    card = predictor.card
-    classes, columns = card.classes, columns_for(card.classes)
+    """The body of :func:`write_table`, run while holding the output's lock."""
+    columns, identity = spec.columns, spec.identity
     batch_size = inference_batch_size(options.batch_size, device)
     partial = f"{out_path}.partial"
     if os.path.exists(out_path) and not overwrite:
@@ -160,8 +197,7 @@ def _write_table(model_path: str, inputs: list[str], out_path: str, options: Pre
             writer.writerow(columns)
         for path, problem in grouping_problems:
             if canonical_key(path) not in done:
-                writer.writerow(format_row("", path, "", "", "", classes,
-                                           status=f"error: {problem}"))
+                writer.writerow(spec.row("", path, "", "", "", status=f"error: {problem}"))
                 failures.append((path, problem))
         batch: list = []
 
@@ -169,12 +205,11 @@ def _write_table(model_path: str, inputs: list[str], out_path: str, options: Pre
             nonlocal n_ok
             if not batch:
                 return
-            probs, spread = _beliefs(predictor, to_inputs, [s.image for _, s in batch],
-                                     options.tta)
-            for (source, sample), p, s in zip(batch, probs, spread):
+            values = _computed(spec.compute, to_inputs, [s.image for _, s in batch])
+            for position, (source, sample) in enumerate(batch):
                 status = f"warning: {sample.warning}" if sample.warning else "ok"
-                writer.writerow(format_row(source.id, source.path_text, sample.hdu, sample.ra,
-                                           sample.dec, classes, p, s, status))
+                writer.writerow(spec.row(source.id, source.path_text, sample.hdu, sample.ra,
+                                         sample.dec, [v[position] for v in values], status))
                 if sample.warning:
                     warnings.append((source.path_text, sample.warning))
             n_ok += len(batch)
@@ -190,8 +225,8 @@ def _write_table(model_path: str, inputs: list[str], out_path: str, options: Pre
             source = todo[sample.index]
             if sample.problem:
                 flush_batch()  # keep rows in input order
-                writer.writerow(format_row(source.id, source.path_text, sample.hdu, "", "",
-                                           classes, status=f"error: {sample.problem}"))
+                writer.writerow(spec.row(source.id, source.path_text, sample.hdu, "", "",
+                                         status=f"error: {sample.problem}"))
                 failures.append((source.path_text, sample.problem))
                 if advance:
                     advance(1)
@@ -202,7 +237,7 @@ def _write_table(model_path: str, inputs: list[str], out_path: str, options: Pre
         flush_batch()
         handle.flush()
         os.fsync(handle.fileno())
-    finish_table(partial, out_path, options.format, card, identity["model_sha256"])
+    spec.finish(partial)
     return PredictResult(out_path=out_path, n_rows=n_ok + len(failures) + n_skipped, n_ok=n_ok,
                          n_failed=len(failures), n_skipped_resume=n_skipped,
                          elapsed_s=time.monotonic() - started, failures=failures,
@@ -227,15 +262,16 @@ def _device_inputs(recipe: DeviceRecipe):
     return inputs
 
 
-def _beliefs(predictor: Predictor, to_inputs, images: list[np.ndarray], spread: bool
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Beliefs and spreads of a batch, in its order, whether inputs are prepared on the CPU
+def _computed(compute, to_inputs, images: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """``compute``'s arrays for a batch, in its order, whether inputs are prepared on the CPU
     (one array) or on the device (one tensor per image shape)."""
     inputs = to_inputs(images)
     if not isinstance(inputs, list):
-        return predictor.beliefs(inputs, spread=spread)
-    probs = np.zeros((len(images), len(predictor.card.classes)), dtype=np.float32)
-    spreads = np.zeros(len(images), dtype=np.float32)
+        return tuple(compute(inputs))
+    values: list[np.ndarray] = []
     for positions, x in inputs:
-        probs[positions], spreads[positions] = predictor.beliefs(x, spread=spread)
-    return probs, spreads
+        for index, part in enumerate(compute(x)):
+            if len(values) <= index:
+                values.append(np.zeros((len(images), *part.shape[1:]), dtype=part.dtype))
+            values[index][positions] = part
+    return tuple(values)
