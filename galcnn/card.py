@@ -50,6 +50,10 @@ class ModelCard:
     """Training options, epoch, data summary."""
     provenance: dict = field(default_factory=dict)
     """galcnn and torch versions."""
+    anomaly: dict = field(default_factory=dict)
+    """Anomaly scores (:mod:`galcnn.anomaly`): ``k``, the metric, the size of the reference
+    sample of training embeddings kept in the checkpoint and the percentiles of its scores;
+    empty when the checkpoint has no reference."""
 
     def __post_init__(self):
         self.elements = [(int(k), bool(f)) for k, f in self.elements]
@@ -85,7 +89,8 @@ class ModelCard:
                              "mirror_pairs": [list(p) for p in self.mirror_pairs]},
                 "temperature": float(self.temperature), "calibration": self.calibration,
                 "metrics": self.metrics,
-                "training": self.training, "provenance": self.provenance}
+                "training": self.training, "provenance": self.provenance,
+                "anomaly": self.anomaly}
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelCard":
@@ -107,7 +112,8 @@ class ModelCard:
                    temperature=float(values.get("temperature", 1.0)),
                    calibration=values.get("calibration") or {},
                    metrics=values.get("metrics") or {}, training=values.get("training") or {},
-                   provenance=values.get("provenance") or {})
+                   provenance=values.get("provenance") or {},
+                   anomaly=values.get("anomaly") or {})
 
     @classmethod
     def _from_version_1(cls, old: dict) -> "ModelCard":

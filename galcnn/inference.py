@@ -19,7 +19,8 @@ from galcnn.metrics import confusion_matrix
 from galcnn.models import GroupPooled
 from galcnn.runtime import amp_dtype, autocast
 
-__all__ = ["Predictor", "forward", "as_batch", "dataset_logits", "pixel_confusion"]
+__all__ = ["Predictor", "forward", "as_batch", "dataset_logits", "dataset_embeddings",
+           "pixel_confusion"]
 
 
 def as_batch(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -117,6 +118,18 @@ def dataset_logits(model: GroupPooled, data: PreparedDataset, device: torch.devi
     if not outputs:
         return np.zeros((0, model.net.num_classes), np.float32), np.zeros(0, np.int64)
     return np.concatenate(outputs), np.concatenate(labels)
+
+
+def dataset_embeddings(model: GroupPooled, data: PreparedDataset, device: torch.device,
+                       dtype: torch.dtype | None = None, batch_size: int = 256) -> np.ndarray:
+    """Embeddings (:meth:`GroupPooled.embed`) of every sample of a prepared split."""
+    model.eval()
+    outputs = []
+    for start in range(0, len(data), batch_size):
+        images, _ = data.batch(np.arange(start, min(start + batch_size, len(data))))
+        with torch.inference_mode(), autocast(device, dtype):
+            outputs.append(model.embed(as_batch(images, device)).float().cpu().numpy())
+    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
 
 
 def pixel_confusion(model: GroupPooled, data: PreparedDataset, device: torch.device,

@@ -16,15 +16,18 @@ from galcnn.cli.options import STREAM_OPTIONS, add_options, chosen_shard, inputs
 @inputs_argument
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Output FITS table (written as OUT.partial, converted when complete).")
+@click.option("--anomaly", is_flag=True,
+              help="Add anomaly scores: the mean cosine distance to the 10 nearest training "
+                   "embeddings, and its percentile among the training cutouts' own.")
 @add_options(STREAM_OPTIONS)
-def command(model, inputs, out_path, shard, resume, overwrite, batch_size, device, no_amp,
+def command(model, inputs, out_path, anomaly, shard, resume, overwrite, batch_size, device, no_amp,
             workers, hdu, band_pattern, bands):
     """A feature vector from MODEL for every object in INPUTS, for similarity search.
 
     \b
     A FITS binary table: id, file, hdu, ra, dec, embedding (the classifier's last
     features, averaged over its symmetry group: a turned cutout has the same vector),
-    status. astropy.table.Table.read(OUT)["embedding"] is an (n, features) array.
+    [anomaly, anomaly_percentile,] status. astropy.table.Table.read(OUT)["embedding"] is an (n, features) array.
     Exit status 0: every input embedded; 3: some failed (their rows say why); 2: usage
     error; 1: nothing could be done.
 
@@ -45,7 +48,7 @@ def command(model, inputs, out_path, shard, resume, overwrite, batch_size, devic
 
         result = run(embed, model, list(inputs), out_path, options, shard=chosen,
                      resume=resume, overwrite=overwrite, hdu=hdu, band_pattern=band_pattern,
-                     bands=bands, progress=reporter)
+                     bands=bands, anomaly=anomaly, progress=reporter)
     report_failures("embed", result.failures, "status column")
     part = f" (shard {chosen[0]}/{chosen[1]})" if chosen else ""
     resumed = (f", {result.n_skipped_resume} kept from the interrupted run"

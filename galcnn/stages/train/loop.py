@@ -462,10 +462,14 @@ class _Run:
         outcome = self.task.finalise(self.kept, self.device, self.dtype)
         metrics = {**outcome.metrics, "best_epoch": self.trainer["best_epoch"],
                    "epochs_run": self.trainer["epoch"] + 1, "classes": self.task.classes}
+        reference, anomaly = self.task.anomaly_reference(self.kept, self.device, self.dtype,
+                                                         self.options.seed)
         card = best["card"].with_updates(
             metrics={k: v for k, v in metrics.items() if k != "test"},
-            temperature=outcome.temperature or 1.0, calibration=outcome.calibration or {})
-        save_checkpoint(best_path, card, best["model"], trainer=best["trainer"])
+            temperature=outcome.temperature or 1.0, calibration=outcome.calibration or {},
+            anomaly=anomaly)
+        extra = {} if reference is None else {"anomaly_reference": torch.from_numpy(reference)}
+        save_checkpoint(best_path, card, best["model"], trainer=best["trainer"], **extra)
         write_results(self.run_dir, metrics, self.trainer["history"], outcome.confusion,
                       self.task.classes, loss_name=self.task.loss_name, counts=self.task.counts)
         return metrics

@@ -17,10 +17,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from galcnn.anomaly import reference_of
 from galcnn.data.dataset import PreparedDataset
 from galcnn.data.masks import segmentation_classes
 from galcnn.data.recipe import Preprocess
-from galcnn.inference import dataset_logits, pixel_confusion
+from galcnn.inference import dataset_embeddings, dataset_logits, pixel_confusion
 from galcnn.losses import segmentation_loss
 from galcnn.metrics import (classification_metrics, expected_calibration_error, fit_temperature,
                             segmentation_metrics, softmax)
@@ -141,6 +142,12 @@ class Task:
     def finalise(self, model, device, dtype) -> Outcome:
         raise NotImplementedError
 
+    def anomaly_reference(self, model, device, dtype, seed: int
+                          ) -> tuple[np.ndarray | None, dict]:
+        """Training embeddings kept for anomaly scores, and the card's summary of them
+        (:mod:`galcnn.anomaly`); none for a task without embeddings."""
+        return None, {}
+
 
 class ClassifyTask(Task):
     name, arch, width, dropout, monitor = "classify", "resnet", 32, 0.3, "macro_f1"
@@ -188,6 +195,11 @@ class ClassifyTask(Task):
                                                   test_labels)}
         return Outcome(metrics, np.asarray(metrics["confusion_matrix"]), temperature,
                        calibration)
+
+
+    def anomaly_reference(self, model, device, dtype, seed):
+        return reference_of(dataset_embeddings(model, self.train_set, device, dtype),
+                            seed=seed)
 
 
 class SegmentTask(Task):

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import glob
+import os
 
 import numpy as np
+import pytest
 import torch
 from astropy.io import fits
 from astropy.table import Table
 
-from galcnn.checkpoint import load_model
+from galcnn.anomaly import knn_scores
+from galcnn.checkpoint import load_checkpoint, load_model, save_checkpoint
 from galcnn.data.fitsio import read_image
 from galcnn.data.inputs import collect_sources
 from galcnn.data.reader import ReadTask, read_sample
-from galcnn.stages.predict import embed
+from galcnn.stages.predict import PredictError, embed
 
 from helpers import write_fits
 
@@ -51,3 +54,26 @@ def test_shards_split_the_inputs_and_resume_keeps_a_complete_table(classifier, c
     assert not files[0] & files[1] and len(files[0] | files[1]) == 12
     again = embed(classifier, [str(cutouts)], parts[0], shard=(1, 2), resume=True)
     assert again.n_skipped_resume == len(files[0]) and again.n_ok == 0
+
+
+def test_anomaly_scores_are_distances_to_the_training_reference(classifier, cutouts, tmp_path):
+    out = str(tmp_path / "scored.fits")
+    embed(classifier, [str(cutouts)], out, anomaly=True)
+    table = Table.read(out)
+    assert table.colnames[-3:] == ["anomaly", "anomaly_percentile", "status"]
+    state = load_checkpoint(classifier)
+    reference, summary = state["anomaly_reference"].numpy(), state["card"].anomaly
+    assert len(reference) == summary["n_reference"] == state["card"].training["data"]["n_train"]
+    expected = knn_scores(reference, np.asarray(table["embedding"]), summary["k"])
+    np.testing.assert_allclose(table["anomaly"], expected, rtol=1e-4, atol=1e-6)
+    assert ((table["anomaly_percentile"] >= 0) & (table["anomaly_percentile"] <= 100)).all()
+    assert fits.getheader(out)["ANOMREF"] == len(reference)
+
+
+def test_a_model_without_a_reference_cannot_score_anomalies(classifier, cutouts, tmp_path):
+    state = load_checkpoint(classifier)
+    old = str(tmp_path / "old.pt")
+    save_checkpoint(old, state["card"].with_updates(anomaly={}), state["model"])
+    with pytest.raises(PredictError, match="keeps no training embeddings to score anomalies"):
+        embed(old, [str(cutouts)], str(tmp_path / "x.fits"), anomaly=True)
+    assert not os.path.exists(tmp_path / "x.fits")
