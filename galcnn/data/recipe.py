@@ -99,6 +99,14 @@ class Preprocess:
     def n_bands(self) -> int:
         return len(self.bands)
 
+    def reading(self, hdu: int | str | None = None, band_pattern: str | None = None,
+                bands: list[str] | tuple[str, ...] | None = None) -> "Preprocess":
+        """A copy that reads other files the same way: the HDU rule, band pattern and band
+        order given (not None) replace the model's; the stretch and size stay."""
+        given = {"hdu": hdu, "band_pattern": band_pattern,
+                 "bands": tuple(bands) if bands is not None else None}
+        return replace(self, **{k: v for k, v in given.items() if v is not None})
+
     def with_inputs(self, bands: list[str] | tuple[str, ...], size: tuple[int, int]
                     ) -> "Preprocess":
         """A copy completed with what the inputs showed: band names and (native) size."""

@@ -18,7 +18,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -89,8 +89,7 @@ def explain(model_path: str, inputs: list[str], out_dir: str,
     if options.target is not None and options.target not in card.classes:
         raise ExplainError(f"unknown --class {options.target!r}; the model's classes are "
                            f"{', '.join(card.classes)}")
-    overrides = {"hdu": hdu, "band_pattern": band_pattern, "bands": bands}
-    recipe = replace(card.preprocess, **{k: v for k, v in overrides.items() if v is not None})
+    recipe = card.preprocess.reading(hdu, band_pattern, bands)
     make_parent(out_dir)
     with output_lock(out_dir), naming_output(out_dir, "nothing was written; an existing "
                                              "output is unchanged"):

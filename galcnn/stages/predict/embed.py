@@ -57,8 +57,7 @@ def embed(model_path: str, inputs: list[str], out_path: str,
         raise PredictError(f"{model_path}: a {card.task} model; embed needs a classifier")
     predictor = Predictor(model, device, amp=options.amp)
     reference = _reference(model_path) if anomaly else None
-    overrides = {"hdu": hdu, "band_pattern": band_pattern, "bands": bands}
-    recipe = replace(card.preprocess, **{k: v for k, v in overrides.items() if v is not None})
+    recipe = card.preprocess.reading(hdu, band_pattern, bands)
     checksum = file_checksum(model_path)
     identity = {"model_sha256": checksum, "hdu": recipe.hdu, "band_pattern":
                 recipe.band_pattern, "bands": list(recipe.bands or []), "format": "embed",

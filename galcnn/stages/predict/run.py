@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -91,8 +91,7 @@ def predict(model_path: str, inputs: list[str], out_path: str,
     if card.task != "classify":
         raise PredictError(f"{model_path}: a {card.task} model; use 'galcnn segment'")
     predictor = Predictor(model, device, amp=options.amp, mc_dropout=options.mc_dropout)
-    overrides = {"hdu": hdu, "band_pattern": band_pattern, "bands": bands}
-    recipe = replace(card.preprocess, **{k: v for k, v in overrides.items() if v is not None})
+    recipe = card.preprocess.reading(hdu, band_pattern, bands)
 
     checksum = file_checksum(model_path)
     identity = {"model_sha256": checksum, "classes": list(card.classes),
