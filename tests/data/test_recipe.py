@@ -127,3 +127,10 @@ def test_invalid_values_are_refused():
         Preprocess().apply(noise_image()[None])
     with pytest.raises(ValueError, match="stretch 'auto' is chosen for a task first"):
         Preprocess(size=(32, 32)).apply(noise_image()[None])
+
+
+def test_reading_rules_override_only_what_a_command_gives():
+    recipe = Preprocess(size=(8, 8), hdu=1, bands=("g",), stretch=Stretch("asinh"))
+    assert recipe.reading() == recipe
+    assert recipe.reading(hdu="SCI", bands=["r"]) == Preprocess(
+        size=(8, 8), hdu="SCI", bands=("r",), stretch=Stretch("asinh"))
