@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from galcnn.errors import GalcnnError
 
-__all__ = ["OutputLocked", "output_lock", "lock_path"]
+__all__ = ["OutputLocked", "output_lock", "lock_path", "new_directory_output"]
 
 
 class OutputLocked(GalcnnError):
@@ -77,3 +77,22 @@ def output_lock(path: str) -> Iterator[None]:
         except OSError:
             pass
         os.close(descriptor)
+
+
+@contextmanager
+def new_directory_output(path: str, overwrite: bool, error: type[GalcnnError] = GalcnnError
+                         ) -> Iterator[None]:
+    """Claim an output directory for the block: its parent made, its lock held, what a
+    killed run left behind cleared, an existing output refused unless ``overwrite`` (with
+    ``error``), and a full disk named in one line. The output itself is written under a
+    temporary name and moved into place (:func:`galcnn.data.atomic.replace_directory`)."""
+    from galcnn.data.atomic import make_parent, remove_stale_temporaries
+    from galcnn.errors import naming_output
+
+    make_parent(path)
+    with output_lock(path), naming_output(path, "nothing was written; an existing output "
+                                                "is unchanged"):
+        remove_stale_temporaries(path)
+        if os.path.exists(path) and not overwrite:
+            raise error(f"{path} already exists; use --overwrite to replace it")
+        yield

@@ -27,13 +27,13 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from galcnn.attribution import grad_cam, integrated_gradients
 from galcnn.checkpoint import file_checksum, load_model
-from galcnn.data.atomic import (atomic_output, make_directory, make_parent, replace_directory,
-                                remove_stale_temporaries, temporary_path, write_csv)
+from galcnn.data.atomic import (atomic_output, make_directory, replace_directory,
+                                temporary_path, write_csv)
 from galcnn.data.geometry import fit_to_size
 from galcnn.data.inputs import collect_sources
-from galcnn.data.lock import output_lock
+from galcnn.data.lock import new_directory_output
 from galcnn.data.reader import ReadTask, read_samples
-from galcnn.errors import GalcnnError, naming_output
+from galcnn.errors import GalcnnError
 from galcnn.inference import as_batch, forward
 from galcnn.plots import plot_attribution
 from galcnn.runtime import select_device, worker_count
@@ -90,12 +90,7 @@ def explain(model_path: str, inputs: list[str], out_dir: str,
         raise ExplainError(f"unknown --class {options.target!r}; the model's classes are "
                            f"{', '.join(card.classes)}")
     recipe = card.preprocess.reading(hdu, band_pattern, bands)
-    make_parent(out_dir)
-    with output_lock(out_dir), naming_output(out_dir, "nothing was written; an existing "
-                                             "output is unchanged"):
-        remove_stale_temporaries(out_dir)
-        if os.path.exists(out_dir) and not overwrite:
-            raise ExplainError(f"{out_dir} already exists; use --overwrite to replace it")
+    with new_directory_output(out_dir, overwrite, ExplainError):
         try:
             sources, _, problems = collect_sources(inputs, band_pattern=recipe.band_pattern,
                                                    bands=recipe.bands or None)

@@ -24,18 +24,17 @@ import numpy as np
 
 from galcnn import __version__
 from galcnn.choices import GROUPS
-from galcnn.data.atomic import make_parent, remove_stale_temporaries
 from galcnn.data.augment import choose_transforms
 from galcnn.data.fitsio import FitsReadError
 from galcnn.data.inputs import Source, collect_sources
 from galcnn.data.labels import choose_classes, resolve_labels
-from galcnn.data.lock import output_lock
+from galcnn.data.lock import new_directory_output
 from galcnn.data.masks import parse_mask_source
 from galcnn.data.reader import ReadTask, read_samples
 from galcnn.data.recipe import Preprocess
 from galcnn.data.splits import SPLITS, assign_splits
 from galcnn.data.writer import DatasetWriter
-from galcnn.errors import GalcnnError, naming_output
+from galcnn.errors import GalcnnError
 from galcnn.runtime import worker_count
 
 logger = logging.getLogger("galcnn")
@@ -150,12 +149,7 @@ def prepare(inputs: list[str], out_dir: str, *, options: PrepareOptions | None =
     started = time.monotonic()
     options = options or PrepareOptions()
     recipe = options.preprocess
-    make_parent(out_dir)
-    with output_lock(out_dir), naming_output(out_dir, "nothing was written; an existing "
-                                             "output is unchanged"):
-        remove_stale_temporaries(out_dir)
-        if os.path.exists(out_dir) and not overwrite:
-            raise PrepareError(f"{out_dir} already exists; use --overwrite to replace it")
+    with new_directory_output(out_dir, overwrite, PrepareError):
         try:
             sources, band_order, failures = collect_sources(
                 inputs, band_pattern=recipe.band_pattern, bands=recipe.bands, require_any=True)
