@@ -102,8 +102,11 @@ def plot_attribution(image: np.ndarray, cam: np.ndarray, gradients: np.ndarray,
     axes[0].imshow(shown, cmap=cmap, origin="lower")
     axes[0].set_title("input")
     axes[1].imshow(shown, cmap=cmap, origin="lower")
-    axes[1].imshow(cam, cmap="inferno", alpha=0.55, origin="lower")
-    axes[1].set_title("Grad-CAM")
+    if np.nanmax(cam) > 0:
+        axes[1].imshow(cam, cmap="inferno", alpha=0.55, origin="lower")
+        axes[1].set_title("Grad-CAM")
+    else:  # the features only argue against the class: nothing to overlay
+        axes[1].set_title("Grad-CAM: no positive evidence", fontsize=9)
     limit = float(np.nanmax(np.abs(gradients))) or 1.0
     axes[2].imshow(gradients, cmap="RdBu_r", vmin=-limit, vmax=limit, origin="lower")
     axes[2].set_title("integrated gradients")
