@@ -210,24 +210,31 @@ def main(argv=None) -> int:
     parser.add_argument("--gz1-epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default=os.path.join(HERE, "insight.jsonl"))
+    parser.add_argument("--parts", default="attribution,similarity,anomaly,throughput",
+                        help="Which measurements, comma-separated.")
     args = parser.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
     work = tempfile.mkdtemp(prefix="galcnn-insight-")
     started = time.monotonic()
     try:
+        parts = args.parts.split(",")
         record = {"machine": platform.machine(), "torch": torch.__version__, "seed": args.seed,
                   "sim_epochs": args.sim_epochs, "gz1_epochs": args.gz1_epochs}
-        record["attribution"] = attribution(work, args.sim_epochs, args.seed)
-        print(json.dumps({"attribution": record["attribution"]}), flush=True)
-        if os.path.isdir(SHARED_GZ1):
+        if "attribution" in parts:
+            record["attribution"] = attribution(work, args.sim_epochs, args.seed)
+            print(json.dumps({"attribution": record["attribution"]}), flush=True)
+        gz1_parts = [p for p in ("similarity", "anomaly", "throughput") if p in parts]
+        if gz1_parts and os.path.isdir(SHARED_GZ1):
             prepared, run = gz1_model(work, args.gz1_epochs, args.seed)
             record["gz1_val_macro_f1"] = load_checkpoint(run)["card"].metrics.get("macro_f1")
             for name, measure in (("similarity", lambda: similarity(prepared, run)),
                                   ("anomaly", lambda: anomalies(prepared, run, args.seed)),
                                   ("throughput", lambda: throughput(prepared, run, work))):
+                if name not in gz1_parts:
+                    continue
                 record[name] = measure()
                 print(json.dumps({name: record[name]}), flush=True)
-        else:
+        elif gz1_parts:
             print("shared GZ1 data not present: similarity and anomaly skipped", file=sys.stderr)
         record["elapsed_s"] = time.monotonic() - started
         with open(args.out, "a") as handle:
