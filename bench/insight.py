@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
+from scipy.stats import rankdata, spearmanr
 
 from galcnn.anomaly import knn_scores
 from galcnn.attribution import grad_cam, integrated_gradients
@@ -74,24 +74,37 @@ def attribution(work: str, epochs: int, seed: int) -> dict:
     train(os.path.join(work, "sim-prepared"), run, TrainOptions(epochs=epochs, seed=seed))
     trained = load_model(run)
     card = trained.card
-    torch.manual_seed(seed + 1)
-    randomised = GroupPooled(create_model(card.model, **card.model_args), card.elements,
-                             card.mirror_swap).eval()
     held = [simulate_cutout(CLASSES[i % 4], rng=rng) for i in range(200)]
     x = torch.from_numpy(np.stack([card.preprocess.apply(c.image) for c in held]))
     masks = np.stack([c.mask == MASK_CENTRAL for c in held]).astype(np.float64)
-    result = {"n": len(held), "mask_fraction": float(masks.mean())}
-    for name, model in (("trained", trained), ("random", randomised)):
+    result = {"n": len(held), "mask_fraction": float(masks.mean()), "n_random": 5}
+    models = [("trained", trained)]
+    for index in range(result["n_random"]):  # one random network is a noisy baseline
+        torch.manual_seed(seed + 1 + index)
+        models.append((f"random{index}", GroupPooled(create_model(card.model, **card.model_args),
+                                                     card.elements, card.mirror_swap).eval()))
+    maps_of = {}
+    for name, model in models:
         with torch.no_grad():
             target = model(x).argmax(1)
-        cam = grad_cam(model, x, target).numpy()
-        gradients = np.clip(integrated_gradients(model, x, target).sum(1).numpy(), 0, None)
-        for method, maps in (("gradcam", cam), ("intgrad", gradients)):
+        maps_of[name] = {
+            "gradcam": grad_cam(model, x, target).numpy(),
+            "intgrad": np.clip(integrated_gradients(model, x, target).sum(1).numpy(), 0, None)}
+    for method in ("gradcam", "intgrad"):
+        fractions, correlations = [], []
+        for name, _ in models:
+            maps = maps_of[name][method]
             total = maps.sum((1, 2))
             inside = (maps * masks).sum((1, 2))
-            fraction = inside[total > 0] / total[total > 0]
-            result[f"{name}_{method}"] = float(fraction.mean())
-            result[f"{name}_{method}_empty_maps"] = int((total <= 0).sum())
+            fractions.append(float((inside[total > 0] / total[total > 0]).mean()))
+            if name != "trained":  # Adebayo et al.: do the maps change with the weights?
+                correlations.append(float(np.mean([
+                    spearmanr(a.ravel(), b.ravel())[0]
+                    for a, b in zip(maps_of["trained"][method], maps)])))
+        result[f"trained_{method}"] = fractions[0]
+        result[f"random_{method}"] = [round(f, 4) for f in fractions[1:]]
+        result[f"random_{method}_mean"] = float(np.mean(fractions[1:]))
+        result[f"rank_correlation_trained_random_{method}"] = float(np.mean(correlations))
     if "accuracy" in card.metrics:
         result["trained_val_accuracy"] = card.metrics["accuracy"]
     return result

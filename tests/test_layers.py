@@ -1,7 +1,8 @@
 """The package's layers import downward only, and no stage imports another stage.
 
-    __main__  >  cli  >  stages  >  core (card, checkpoint, inference, metrics, losses, plots, runtime,
-    progress)  >  models  >  data  >  base (choices, errors, interrupt, the package itself)
+    __main__  >  cli  >  stages  >  core (card, checkpoint, inference, attribution, anomaly, metrics,
+    losses, plots, runtime, progress)  >  models  >  data  >  base (choices, errors, interrupt,
+    the package itself)
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import os
 import galcnn
 
 ROOT = os.path.dirname(galcnn.__file__)
-CORE = {"card", "checkpoint", "inference", "metrics", "losses", "plots", "runtime", "progress",
-        "device_recipe"}
+CORE = {"card", "checkpoint", "inference", "attribution", "anomaly", "metrics", "losses", "plots",
+        "runtime", "progress", "device_recipe"}
 BASE = {"choices", "errors", "interrupt", ""}
 RANK = {"base": 0, "data": 1, "models": 2, "core": 3, "stages": 4, "cli": 5, "__main__": 6}
 
