@@ -1,8 +1,8 @@
 """The package's layers import downward only, and no stage imports another stage.
 
-    __main__  >  cli  >  stages  >  core (card, checkpoint, inference, attribution, anomaly, metrics,
-    losses, plots, runtime, progress)  >  models  >  data  >  base (choices, errors, interrupt,
-    the package itself)
+    __main__  >  cli  >  stages  >  core (card, checkpoint, inference, attribution, anomaly,
+    metrics, losses, plots, runtime, progress)  >  models  >  data  >  base (choices, errors,
+    interrupt, the package itself)
 """
 
 from __future__ import annotations

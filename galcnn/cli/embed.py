@@ -27,7 +27,8 @@ def command(model, inputs, out_path, anomaly, shard, resume, overwrite, batch_si
     \b
     A FITS binary table: id, file, hdu, ra, dec, embedding (the classifier's last
     features, averaged over its symmetry group: a turned cutout has the same vector),
-    [anomaly, anomaly_percentile,] status. astropy.table.Table.read(OUT)["embedding"] is an (n, features) array.
+    with --anomaly: anomaly, anomaly_percentile; status. In Python,
+    astropy.table.Table.read(OUT)["embedding"] is an (n, features) array.
     Exit status 0: every input embedded; 3: some failed (their rows say why); 2: usage
     error; 1: nothing could be done.
 

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -229,8 +230,6 @@ def _without_data_keywords(header: fits.Header) -> fits.Header:
 
 
 def _celestial_header(header: fits.Header) -> fits.Header:
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         try:
