@@ -11,6 +11,7 @@ memory does not grow with the number of inputs, and the output keeps the order o
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -168,6 +169,15 @@ def _with_copies(recipe: Preprocess, normalised: np.ndarray, transforms) -> tupl
     return [image.astype(recipe.dtype, copy=False) for image in images], names
 
 
+def _worker_signals() -> None:
+    """Reading workers leave Ctrl-C to the main process and die at once on SIGTERM, which is
+    how a pool ends them. A Python-level handler inherited through fork runs only between
+    bytecodes: a SIGTERM that arrived just before a worker blocked on the pool's queue was
+    never acted on, and the pool waited for that worker forever (seen as a hung test run)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def read_samples(tasks: list[ReadTask], recipe: Preprocess, *, workers: int = 1,
                  chunk: int = 256, batch: int = 64, **options) -> Iterator[Sample]:
     """The samples of every task, in order, read by ``workers`` processes in batches of
@@ -183,7 +193,7 @@ def read_samples(tasks: list[ReadTask], recipe: Preprocess, *, workers: int = 1,
     chunks = [batches[i:i + per_chunk] for i in range(0, len(batches), per_chunk)]
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with context.Pool(min(workers, len(batches))) as pool:
+    with context.Pool(min(workers, len(batches)), initializer=_worker_signals) as pool:
         pending = pool.imap(read, chunks[0])
         for following in chunks[1:] + [None]:
             current = pending
