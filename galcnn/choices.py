@@ -18,8 +18,19 @@ TASKS = ("classify", "segment")
 SCHEDULES = ("cosine", "onecycle")
 MONITORS = ("auto", "macro_f1", "mean_iou", "loss")
 CLASS_WEIGHTS = ("auto", "none")
-DEVICES = ("auto", "cpu", "cuda", "mps")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+"""What ``--device`` takes; ``cuda:N`` names the GPU numbered N."""
 SPLITS = ("all", "train", "val", "test")
 """Splits of a prepared dataset that ``evaluate`` scores."""
 TABLE_FORMATS = ("csv", "fits")
 """Formats of ``predict`` tables and ``segment`` catalogues."""
+
+
+def parse_device(name: str) -> tuple[str, int | None]:
+    """``auto``, ``cpu``, ``mps``, ``cuda`` or ``cuda:N`` as (kind, index); ValueError else."""
+    import re
+
+    match = re.fullmatch(r"(auto|cpu|mps|cuda)(?::(\d+))?", str(name).strip().lower())
+    if not match or (match[2] is not None and match[1] != "cuda"):
+        raise ValueError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    return match[1], None if match[2] is None else int(match[2])

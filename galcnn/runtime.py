@@ -1,5 +1,5 @@
-"""Where and how the network runs: device, mixed precision, how many reading processes,
-distributed processes and seeds. Shared by every stage."""
+"""Where and how the network runs: device, numerical precision, how many reading processes,
+and seeds. Shared by every stage (distributed processes: :mod:`galcnn.distributed`)."""
 
 from __future__ import annotations
 
@@ -7,87 +7,96 @@ import contextlib
 import logging
 import os
 import random
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from galcnn.choices import DEVICES
+from galcnn.choices import parse_device
 
-__all__ = ["Distributed", "distributed_from_env", "init_distributed", "close_distributed",
-           "select_device", "amp_dtype", "autocast", "usable_cpus", "worker_count",
-           "inference_batch_size",
-           "seed_everything", "rng_states", "set_rng_states"]
+__all__ = ["select_device", "parse_device", "amp_dtype", "configure_precision", "precision_of",
+           "autocast", "usable_cpus", "worker_count", "inference_batch_size", "seed_everything",
+           "rng_states", "set_rng_states", "to_device"]
 
 logger = logging.getLogger("galcnn")
 
-
-@dataclass(frozen=True)
-class Distributed:
-    """This process's place in a ``torchrun`` job (rank 0 of 1 when not distributed)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def distributed_from_env() -> Distributed:
-    """Read ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` as set by torchrun (or srun + torchrun)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Distributed()
-    return Distributed(int(os.environ.get("RANK", "0")), world,
-                       int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def init_distributed(dist_info: Distributed, device: torch.device) -> None:
-    if not dist_info.enabled or torch.distributed.is_initialized():
-        return
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    torch.distributed.init_process_group(backend=backend, rank=dist_info.rank,
-                                         world_size=dist_info.world_size)
-
-
-def close_distributed() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-
-
 def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """CUDA when present (the process's own GPU under torchrun), else CPU; ``name`` overrides."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
+    """CUDA when present, else CPU; ``name`` overrides (``cuda:N`` names one GPU), and so
+    does the environment variable ``GALCNN_DEVICE`` for ``auto`` (a site or a test suite
+    that wants the CPU on a GPU node says so once).
+
+    Under a distributed launcher each process takes the GPU of its local rank (``cuda`` or
+    ``auto``); a local rank with no GPU of its own is refused rather than sharing one, which
+    would hide a wrong ``--nproc_per_node`` (or ``--ntasks-per-node``)."""
+    kind, index = parse_device(name)
+    if kind == "auto" and os.environ.get("GALCNN_DEVICE"):
+        name = os.environ["GALCNN_DEVICE"]
+        try:
+            kind, index = parse_device(name)
+        except ValueError as exc:
+            raise ValueError(f"GALCNN_DEVICE: {exc}") from None
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device is visible to torch")
-        torch.cuda.set_device(local_rank % torch.cuda.device_count())
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    if name == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ValueError(f"--device {name}: no CUDA device is visible to torch")
+        count = torch.cuda.device_count()
+        if index is not None and local_rank:
+            raise ValueError(f"--device {name} names one GPU, but this is local process "
+                             f"{local_rank} of a distributed job: give --device cuda, and "
+                             "each process takes the GPU of its local rank")
+        chosen = local_rank if index is None else index
+        if chosen >= count:
+            why = (f"--device {name}" if index is not None else
+                   f"local process {local_rank} of a distributed job")
+            raise ValueError(f"{why} needs GPU {chosen}, but only {count} GPU(s) are visible"
+                             + ("" if index is not None else
+                                f"; start at most {count} processes per node"))
+        torch.cuda.set_device(chosen)
+        return torch.device("cuda", chosen)
+    if kind == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ValueError("--device mps: Apple MPS is not available")
-    if name not in DEVICES:
-        raise ValueError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
-    return torch.device(name)
+    return torch.device(kind)
 
 
 def amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
-    """bf16 on GPUs that support it (no loss scaling needed), else fp16; none on CPU."""
+    """The autocast type: bf16 on GPUs that compute it natively (compute capability 8.0 and
+    later: A100, H100, L4, RTX 30xx and newer), where no loss scaling is needed; fp16 (with a
+    GradScaler in training) on older GPUs (V100, T4), which emulate bf16 slowly although
+    ``torch.cuda.is_bf16_supported()`` says True; none on a CPU or with ``enabled`` False."""
     if not enabled or device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
+def configure_precision(device: torch.device, amp: bool) -> None:
+    """Without mixed precision a GPU computes in true float32: TensorFloat-32 convolutions
+    and matrix products (10-bit mantissas) are turned off, so ``--no-amp`` means float32 end
+    to end. With it, cuDNN may keep TF32 for the float32 parts."""
+    if device.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = amp
+        torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def precision_of(device: torch.device, dtype: torch.dtype | None) -> str:
+    """How the numbers of a run are computed, as recorded in configs, cards and tables:
+    ``bfloat16`` or ``float16`` (autocast), else ``float32``."""
+    return str(dtype).replace("torch.", "") if dtype is not None else "float32"
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small CPU tensor on ``device`` without waiting for the device: pinned and copied
+    asynchronously to a GPU (a plain copy of pageable memory waits for every queued
+    kernel first)."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def usable_cpus() -> int:
@@ -142,21 +151,32 @@ def seed_everything(seed: int, epoch: int = 0) -> torch.Generator:
 
 
 def rng_states() -> dict:
-    """Every RNG's state as tensors and plain values (loadable with ``weights_only=True``)."""
+    """Every RNG's state as CPU tensors and plain values (loadable with
+    ``weights_only=True``): CPU generators, and the generator of this process's GPU."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     states = {"torch": torch.get_rng_state(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)),
                                                        int(pos), int(has_gauss), float(cached)],
               "python": random.getstate()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state()
     return states
 
 
 def set_rng_states(states: dict) -> None:
-    torch.set_rng_state(states["torch"])
+    """Restore :func:`rng_states`, wherever the checkpoint's tensors were loaded to, on any
+    number of GPUs: the saved GPU generator goes to this process's GPU (a checkpoint of an
+    older galcnn holds one per GPU of the machine that saved it: this GPU's number is used
+    when it is there, else the first)."""
+    torch.set_rng_state(states["torch"].to("cpu", torch.uint8))
     kind, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
     python = states["python"]
     random.setstate((python[0], tuple(python[1]), python[2]))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+    cuda = states.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, (list, tuple)):
+            if not cuda:
+                return
+            current = torch.cuda.current_device()
+            cuda = cuda[current] if current < len(cuda) else cuda[0]
+        torch.cuda.set_rng_state(cuda.to("cpu", torch.uint8))

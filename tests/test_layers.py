@@ -1,7 +1,7 @@
 """The package's layers import downward only, and no stage imports another stage.
 
     __main__  >  cli  >  stages  >  core (card, checkpoint, inference, attribution, anomaly,
-    metrics, losses, plots, runtime, progress)  >  models  >  data  >  base (choices, errors,
+    metrics, losses, plots, runtime, distributed, progress)  >  models  >  data  >  base (choices, errors,
     interrupt, the package itself)
 """
 
@@ -14,7 +14,7 @@ import galcnn
 
 ROOT = os.path.dirname(galcnn.__file__)
 CORE = {"card", "checkpoint", "inference", "attribution", "anomaly", "metrics", "losses", "plots",
-        "runtime", "progress", "device_recipe"}
+        "runtime", "progress", "device_recipe", "distributed"}
 BASE = {"choices", "errors", "interrupt", ""}
 RANK = {"base": 0, "data": 1, "models": 2, "core": 3, "stages": 4, "cli": 5, "__main__": 6}
 

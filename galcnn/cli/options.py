@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from galcnn.choices import (DEVICES, DTYPES, FILL_METHODS, FIT_MODES, STRETCH_CHOICES,
-                            STRETCH_SCOPES)
+                            STRETCH_SCOPES, parse_device)
 
 __all__ = ["add_options", "inputs_argument", "hdu_option", "device_option", "no_amp_option",
            "batch_size_option", "workers_option", "seed_option", "overwrite_option",
@@ -130,10 +130,23 @@ def hdu_option(help: str = "Image HDU by number or EXTNAME (default: first HDU w
                         help=help)
 
 
+def parse_device_name(ctx, param, value: str) -> str:
+    """A device name as :func:`galcnn.choices.parse_device` reads it (a usage error else)."""
+    try:
+        parse_device(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc))
+    return value.strip().lower()
+
+
 device_option = click.option(
-    "--device", type=click.Choice(DEVICES), default="auto", show_default=True,
-    help="auto: CUDA when present (bf16 mixed precision), else CPU.")
-no_amp_option = click.option("--no-amp", is_flag=True, help="Full float32 on GPUs.")
+    "--device", default="auto", show_default=True, callback=parse_device_name,
+    metavar="|".join(DEVICES),
+    help="auto: CUDA when present (the GPU of each process's local rank under torchrun or "
+         "srun), else CPU; the variable GALCNN_DEVICE changes what auto means.")
+no_amp_option = click.option(
+    "--no-amp", is_flag=True, help="float32 end to end on a GPU (no bf16/fp16 autocast, no "
+                                   "TF32).")
 
 
 def batch_size_option(default: int | None, help: str | None = None):

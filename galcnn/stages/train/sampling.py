@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from galcnn.data.dataset import PreparedDataset
-from galcnn.runtime import Distributed
+from galcnn.distributed import Distributed
 
 __all__ = ["class_weights_for", "BalancedSampler", "SkippingBatchSampler", "make_loader"]
 
