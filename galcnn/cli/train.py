@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import sys
 from contextlib import ExitStack
@@ -100,13 +101,18 @@ def _parse_pairs(ctx, param, value: str | None):
                    "differ).")
 @click.option("--freeze", type=click.IntRange(0), default=0, show_default=True,
               help="With --init-from: freeze this many leading feature blocks.")
+@click.option("--dist-timeout", type=click.FloatRange(0, min_open=True), default=30.0,
+              show_default=True, metavar="MINUTES",
+              help="Under torchrun or srun: how long a gradient exchange waits for a slow "
+                   "process before the job stops (rank 0 preparing --data RAW/ or "
+                   "validating never counts against it).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last.pt.")
 @overwrite_option("Start again in a run directory that holds a run.")
 @add_options(LABEL_OPTIONS + RECIPE_OPTIONS + SPLIT_OPTIONS)
 def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_pairs, epochs,
             patience, ema_epochs, monitor, batch_size, lr, weight_decay, schedule, warmup_epochs,
             label_smoothing, class_weights, balanced_sampling, seed, device, no_amp,
-            workers, init_from, freeze, resume, overwrite, **data_params):
+            workers, init_from, freeze, dist_timeout, resume, overwrite, **data_params):
     """Train a morphology classifier (or a U-Net: --task segment) on prepared or raw cutouts.
 
     \b
@@ -116,6 +122,7 @@ def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_p
       galcnn train --data prepared/sim-masks --out runs/unet --task segment
       torchrun --nproc_per_node 4 -m galcnn train --data prepared/gz1 --out runs/gz1
     """
+    from galcnn.distributed import distributed_from_env
     from galcnn.stages.prepare import prepare
     from galcnn.stages.train import TASK_TYPES, TrainOptions, train
 
@@ -126,7 +133,7 @@ def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_p
         label_smoothing=label_smoothing, class_weights=class_weights,
         balanced_sampling=balanced_sampling, monitor=monitor, patience=patience, seed=seed,
         ema_epochs=ema_epochs, device=device, workers=workers, amp=not no_amp,
-        init_from=init_from, freeze=freeze)
+        init_from=init_from, freeze=freeze, dist_timeout=dist_timeout)
     prepare_options = prepare_options_from(data_params, seed=seed)
 
     def prepare_raw(target: str) -> None:
@@ -139,7 +146,8 @@ def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_p
                     target, len(result.failures))
 
     score = TASK_TYPES[task]
-    interactive = sys.stderr.isatty() and logger.isEnabledFor(logging.INFO)
+    launch = distributed_from_env()
+    interactive = sys.stderr.isatty() and logger.isEnabledFor(logging.INFO) and launch.is_main
     with ExitStack() as stack:
         display = (stack.enter_context(TrainDisplay(epochs, score.score_name, score.score_column))
                    if interactive else None)
@@ -153,35 +161,51 @@ def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_p
                          command=command_line())
         except Interrupted as exc:
             stack.close()
-            _report_stop(exc)
+            _report_stop(exc, launch)
     if result is not None:
         _report(result)
 
 
 def _announce_stop(signum: int) -> None:
-    stderr().print(f"galcnn train: {signal_name(signum)}: stopping after this batch and "
-                   "saving last.pt", markup=False)
+    from galcnn.distributed import distributed_from_env
+
+    if distributed_from_env().is_main:  # said once in a distributed job
+        stderr().print(f"galcnn train: {signal_name(signum)}: stopping after this batch and "
+                       "saving last.pt", markup=False)
 
 
-def _report_stop(exc: Interrupted) -> None:
-    """How the run stopped, what was kept, and the command that continues it; exit 128+N."""
-    err = stderr()
-    if exc.saved:
-        err.print(f"galcnn train: stopped by {signal_name(exc.signum)}; {exc.saved}.",
-                  markup=False)
-        err.print(f"Continue with: {resume_command()}", markup=False)
-    else:
-        err.print(f"galcnn train: stopped by {signal_name(exc.signum)} before the first "
-                  "checkpoint; nothing was kept.", markup=False)
+def _report_stop(exc: Interrupted, launch) -> None:
+    """How the run stopped, what was kept, and the command that continues it (said once,
+    by rank 0 of a distributed job); exit 128+N."""
+    if launch.is_main:
+        err = stderr()
+        if exc.saved:
+            err.print(f"galcnn train: stopped by {signal_name(exc.signum)}; {exc.saved}.",
+                      markup=False)
+            err.print(f"Continue with: {resume_command(launch)}", markup=False)
+        else:
+            err.print(f"galcnn train: stopped by {signal_name(exc.signum)} before the first "
+                      "checkpoint; nothing was kept.", markup=False)
     raise click.exceptions.Exit(exit_code_for(exc.signum))
 
 
-def resume_command() -> str:
-    """The command as typed, with --resume (and without --overwrite, which would start over)."""
+def resume_command(launch=None) -> str:
+    """The command as typed, with --resume (and without --overwrite, which would start over),
+    behind the launcher that started it: a distributed run resumed in one process would go
+    on with another batch split."""
     words = [w for w in sys.argv[1:] if w != "--overwrite"]
     if "--resume" not in words:
         words.append("--resume")
-    return "galcnn " + " ".join(shlex.quote(w) for w in words)
+    command = "galcnn " + " ".join(shlex.quote(w) for w in words)
+    if launch is None or not launch.enabled:
+        return command
+    if launch.launcher == "srun":
+        return f"srun --ntasks {launch.world_size} {command}"
+    per_node = os.environ.get("LOCAL_WORLD_SIZE", str(launch.world_size))
+    nodes = launch.world_size // max(int(per_node), 1)
+    return (f"torchrun {'--nnodes ' + str(nodes) + ' ' if nodes > 1 else ''}--nproc_per_node "
+            f"{per_node} -m {command}" + (" (with the same rendezvous options on each node)"
+                                          if nodes > 1 else ""))
 
 
 def _report(result) -> None:

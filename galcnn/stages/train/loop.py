@@ -1,10 +1,14 @@
 """``galcnn train``: the training loop, the same for every task.
 
-One process per device; under ``torchrun`` the same code runs DistributedDataParallel with a
-DistributedSampler and only rank 0 writes. Every epoch ends with a checkpoint (``last.pt``)
-that holds weights, optimizer, scheduler, scaler, RNG states and the history, and every epoch
-is seeded from (seed, epoch): a killed or preempted job resumed with ``resume=True`` continues
-exactly. A stop request (Ctrl-C, SIGTERM) saves ``last.pt`` at the next batch boundary, with
+One process per device; under ``torchrun`` or ``srun`` the same code runs
+DistributedDataParallel with a DistributedSampler, and rank 0 alone validates, decides (best
+epoch, early stop) and writes (:mod:`galcnn.distributed`). Every epoch ends with a checkpoint
+(``last.pt``) that holds weights, optimizer, scheduler, scaler, RNG states and the history,
+and every epoch is seeded from (seed, epoch): a killed or preempted job resumed with
+``resume=True`` continues with the same weights, optimizer state, sample order and
+augmentation draws. On a CPU that is bit for bit the uninterrupted run; on a GPU the
+kernels that sum in a varying order (cuDNN's convolution backward, atomics) make the
+numbers differ in their last bits, as two uninterrupted GPU runs do. A stop request (Ctrl-C, SIGTERM) saves ``last.pt`` at the next batch boundary, with
 the epoch's position, so a resumed run goes on from that batch. Validation scores the model
 pooled over its symmetry group, the model every command runs. At the end the task measures
 the best checkpoint (classifiers get a calibration temperature) and the run directory gets
@@ -41,9 +45,10 @@ from galcnn.models import count_parameters, model_is_invariant
 from galcnn.models.pooled import GroupPooled
 from galcnn.models.symmetry import (elements_of, mirror_permutation, random_elements,
                                     random_rotations)
-from galcnn.runtime import (Distributed, amp_dtype, autocast, close_distributed,
-                            distributed_from_env, init_distributed, rng_states, seed_everything,
-                            select_device, set_rng_states, worker_count)
+from galcnn.distributed import (Distributed, agree_max, close_distributed, distributed_from_env,
+                                from_main, init_distributed, is_peer_failure, sum_across)
+from galcnn.runtime import (amp_dtype, autocast, configure_precision, precision_of, rng_states,
+                            seed_everything, select_device, set_rng_states, worker_count)
 from galcnn.stages.train.finetune import init_from
 from galcnn.stages.train.options import TrainError, TrainOptions
 from galcnn.stages.train.run_dir import (check_run_dir, write_config, write_history,
@@ -82,7 +87,8 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
     returns ``advance(n_images)`` for a live display. When ``stop`` (see
     :func:`galcnn.interrupt.stop_on_signals`) is set, training stops at the next batch
     boundary, saves a resumable ``last.pt`` and raises :class:`~galcnn.interrupt.Interrupted`.
-    Returns None on ranks other than 0 of a distributed job.
+    Returns None on ranks other than 0 of a distributed job, which call none of the
+    callbacks.
     """
     started = time.monotonic()
     options = options or TrainOptions()
@@ -92,27 +98,33 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
         device = select_device(options.device, dist_info.local_rank)
     except ValueError as exc:
         raise TrainError(str(exc)) from exc
-    init_distributed(dist_info, device)
+    configure_precision(device, options.amp)
+    init_distributed(dist_info, device, options.dist_timeout)
     held = ExitStack()
-    if dist_info.is_main:  # one writer per run directory; a second one is refused
-        try:
-            make_parent(run_dir)
-            held.enter_context(output_lock(run_dir))
-        except BaseException:
-            close_distributed()
-            raise
+
+    def claim() -> None:  # one writer per run directory; a second one is refused
+        make_parent(run_dir)
+        held.enter_context(output_lock(run_dir))
         remove_stale_temporaries(run_dir)
+
+    try:
+        _on_main(dist_info, claim)
+    except BaseException:
+        held.close()
+        close_distributed()
+        raise
     kept = "the last complete checkpoint is kept; free space, then --resume"
     with held, naming_output(run_dir, kept):
         last_path = os.path.join(run_dir, "last.pt")
         found = set(os.listdir(run_dir)) if os.path.isdir(run_dir) else None
         try:
-            if resume and not os.path.isfile(last_path):
-                raise TrainError(f"--resume: {last_path} not found; nothing to resume")
-            if dist_info.is_main:
+            def start() -> None:
+                if resume and not os.path.isfile(last_path):
+                    raise TrainError(f"--resume: {last_path} not found; nothing to resume")
                 check_run_dir(run_dir, resume, overwrite)
                 make_directory(run_dir)
-            _barrier(dist_info)
+
+            _on_main(dist_info, start)
             data_path = _prepared(data, run_dir, prepare_data, resume, dist_info)
             run = _Run(data_path, run_dir, options, dist_info, device, command,
                        fine_tune=not resume)
@@ -127,12 +139,42 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
                                epochs_run=trainer["epoch"] + 1, best_epoch=trainer["best_epoch"],
                                metrics=metrics, stopped_early=trainer["stopped_early"],
                                elapsed_s=time.monotonic() - started, history=trainer["history"])
-        except BaseException:
+        except BaseException as exc:
             if dist_info.is_main and not os.path.exists(last_path):
                 _remove_unfinished(run_dir, found)
+            if dist_info.enabled and isinstance(exc, Exception) and is_peer_failure(exc):
+                raise TrainError(_peer_failure_text(dist_info, last_path)) from None
             raise
         finally:
             close_distributed()
+
+
+def _on_main(dist_info: Distributed, work: Callable[[], object] | None) -> None:
+    """Run ``work`` on rank 0 alone; every process raises its one-line error if it fails
+    (the others would otherwise wait for rank 0 forever)."""
+    problem = None
+    if dist_info.is_main and work is not None:
+        try:
+            work()
+        except GalcnnError as exc:
+            problem = exc
+            if not dist_info.enabled:
+                raise
+        except BaseException:
+            from_main(dist_info, "it stopped with an error (see its output)")
+            raise
+    problem_text = from_main(dist_info, None if problem is None else str(problem))
+    if problem is not None:
+        raise problem
+    if problem_text is not None:
+        raise TrainError(f"rank 0: {problem_text}")
+
+
+def _peer_failure_text(dist_info: Distributed, last_path: str) -> str:
+    kept = (f"{last_path} is kept: resume with the same launcher and --resume"
+            if os.path.exists(last_path) else "no checkpoint was written yet")
+    return (f"another process of this {dist_info.world_size}-process job ({dist_info.launcher}) "
+            f"stopped or stopped answering; {kept}")
 
 
 def _ema(net: torch.nn.Module, epochs: float, steps_per_epoch: int) -> AveragedModel | None:
@@ -155,14 +197,10 @@ def _remove_unfinished(run_dir: str, found: set[str] | None) -> None:
         shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
 
 
-def _barrier(dist_info: Distributed) -> None:
-    if dist_info.enabled:
-        torch.distributed.barrier()
-
-
 def _prepared(data: str, run_dir: str, prepare_data, resume: bool,
               dist_info: Distributed) -> str:
-    """A prepared dataset path; raw cutouts are prepared into ``RUN/prepared`` first."""
+    """A prepared dataset path; raw cutouts are prepared into ``RUN/prepared`` first, by
+    rank 0 while the other processes wait (on the control group: no timeout to trip)."""
     if is_prepared_dataset(data):
         return data
     target = os.path.join(run_dir, "prepared")
@@ -173,12 +211,14 @@ def _prepared(data: str, run_dir: str, prepare_data, resume: bool,
     if prepare_data is None:
         raise TrainError(f"{data} is not a prepared dataset (no metadata.json and "
                          "manifest.csv); make one with galcnn prepare")
-    if dist_info.is_main:
+
+    def prepare() -> None:
         try:
             prepare_data(target)
         except GalcnnError as exc:
             raise TrainError(f"preparing {data}: {exc}") from exc
-    _barrier(dist_info)
+
+    _on_main(dist_info, prepare)
     return target
 
 
@@ -243,7 +283,7 @@ class _Run:
         self.model = build_model(self.card)
         if options.init_from and fine_tune:  # a resumed run has its own weights
             init_from(self.model.net, options.init_from, options.freeze)
-        self.model = self.model.to(device).to(memory_format=torch.channels_last)
+        self.model = self.model.placed(device)
         self.net = (torch.nn.parallel.DistributedDataParallel(
             self.model.net, device_ids=[device.index] if device.type == "cuda" else None)
             if dist_info.enabled else self.model.net)
@@ -277,24 +317,34 @@ class _Run:
         weights = class_weights_for(counts, options.class_weights)
         self.weights = weights.to(device) if weights is not None else None
         self.trainer = {"epoch": -1, "best_score": None, "best_epoch": -1, "bad_epochs": 0,
-                        "history": [], "stopped_early": False}
+                        "history": [], "stopped_early": False,
+                        "world_size": dist_info.world_size}
+        precision = precision_of(device, self.dtype)
+        self.card = self.card.with_updates(training={
+            **self.card.training, "device": device.type, "precision": precision,
+            "world_size": dist_info.world_size})
         if dist_info.is_main:
             write_config(run_dir, {
                 "command": command or " ".join(shlex.quote(a) for a in sys.argv),
                 "data": os.path.abspath(data_path), "prepared": os.path.abspath(data_path),
                 "options": self.card.training["options"], "symmetry": symmetry,
                 "device": str(device), "world_size": dist_info.world_size,
+                "launcher": dist_info.launcher or None, "precision": precision,
                 "amp": str(self.dtype) if self.dtype else None, "loader_workers": self.workers,
                 "parameters": count_parameters(self.model), "galcnn_version": __version__,
                 "torch_version": str(torch.__version__),
                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-            logger.info("training %s on %s: %d train / %d val samples, %d classes, symmetry "
-                        "%s, %d parameters", options.arch, device, len(train_set),
-                        len(val_set), len(self.task.classes), symmetry,
+            logger.info("training %s on %s (%s%s): %d train / %d val samples, %d classes, "
+                        "symmetry %s, %d parameters", options.arch, device, precision,
+                        f", {dist_info.world_size} processes" if dist_info.enabled else "",
+                        len(train_set), len(val_set), len(self.task.classes), symmetry,
                         count_parameters(self.model))
 
     def resume(self, last_path: str) -> None:
-        state = load_checkpoint(last_path, map_location=self.device)
+        """Continue from ``last.pt``, whatever device saved it: the checkpoint is read onto
+        the CPU and every state is moved to where this run keeps it (RNG states stay on
+        the CPU, as torch needs them; the optimizer's step counters too)."""
+        state = load_checkpoint(last_path, map_location="cpu")
         old = state["card"]
         if (old.classes, old.model, old.model_args, old.elements) != \
                 (self.card.classes, self.card.model, self.card.model_args, self.card.elements):
@@ -305,59 +355,97 @@ class _Run:
             self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.trainer = state["trainer"]
+        self._load_scaler(state["scaler"])
+        self.trainer = {**state["trainer"], "world_size": self.dist.world_size}
         set_rng_states(state["rng"])
+        saved_world = state["trainer"].get("world_size", 1)
+        if saved_world != self.dist.world_size:
+            dropped = self.trainer.pop("partial", None)
+            if self.dist.is_main:
+                logger.warning(
+                    "%s was trained by %d process(es) and resumes with %d: the global batch "
+                    "and the schedule are kept, the order of the samples from here on is not "
+                    "that of an uninterrupted run%s", last_path, saved_world,
+                    self.dist.world_size,
+                    f"; epoch {dropped['epoch'] + 1} starts again from its first batch"
+                    if dropped else "")
         partial = self.trainer.get("partial")
         where = (f"epoch {partial['epoch'] + 1} at batch {partial['batches'] + 1}" if partial
                  else f"epoch {self.trainer['epoch'] + 2}")
-        logger.info("resuming %s at %s", self.run_dir, where)
+        if self.dist.is_main:
+            logger.info("resuming %s at %s", self.run_dir, where)
+
+    def _load_scaler(self, saved: dict) -> None:
+        """The fp16 loss scale, when both runs used one: a run saved without one (CPU or
+        bf16) resumed where fp16 needs it starts from a fresh scale."""
+        if not self.scaler.is_enabled():
+            return
+        if not saved:
+            if self.dist.is_main:
+                logger.warning("resuming in float16 a run saved without loss scaling: the "
+                               "loss scale starts afresh")
+            return
+        self.scaler.load_state_dict(saved)
 
     def fit(self, on_epoch_end, progress, stop: StopRequest | None) -> None:
-        options, trainer = self.options, self.trainer
-        higher_is_better = options.monitor != "loss"
-        for epoch in range(trainer["epoch"] + 1, options.epochs):
-            if trainer["stopped_early"]:
+        """Train epoch after epoch. Only rank 0 validates, decides (best epoch, early stop)
+        and writes; the others follow its decisions, so all stop at the same epoch."""
+        options = self.options
+        main = self.dist.is_main
+        for epoch in range(self.trainer["epoch"] + 1, options.epochs):
+            if self.trainer["stopped_early"]:
                 break
-            advance = (progress(epoch, self.images_per_epoch)
-                       if progress and self.dist.is_main else None)
+            advance = progress(epoch, self.images_per_epoch) if progress and main else None
             row, val_metrics = self._epoch(epoch, advance, stop)
-            trainer["history"].append(row)
-            score = row[self.task.score_column] if higher_is_better else -row["val_loss"]
-            improved = trainer["best_score"] is None or score > trainer["best_score"] + 1e-6
-            if improved:
-                trainer.update(best_score=score, best_epoch=epoch + 1, bad_epochs=0)
-            else:
-                trainer["bad_epochs"] += 1
-            trainer["epoch"] = epoch
-            if trainer["bad_epochs"] >= options.patience:
-                trainer["stopped_early"] = True
-            if self.dist.is_main:
-                self._save(epoch, val_metrics, improved)
-                logger.info("epoch %d/%d: loss %.4f acc %.3f | val loss %.4f acc %.3f %s %.3f"
-                            "%s | %.0f images/s", epoch + 1, options.epochs, row["train_loss"],
-                            row["train_accuracy"], row["val_loss"], row["val_accuracy"],
-                            self.task.score_name, row[self.task.score_column],
-                            " *" if improved else "", row["images_per_s"],
-                            extra={"epoch_row": row})
-            if on_epoch_end:
+            improved = self._record(epoch, row, val_metrics) if main else False
+            self.trainer = from_main(self.dist, self.trainer)
+            if on_epoch_end and main:
                 on_epoch_end({**row, "best": improved})
-            if trainer["stopped_early"] and self.dist.is_main:
+            if self.trainer["stopped_early"] and main:
                 logger.info("early stop: no %s improvement in %d epochs", options.monitor,
                             options.patience)
             if self._stop_requested(stop) and epoch + 1 < options.epochs \
-                    and not trainer["stopped_early"]:
+                    and not self.trainer["stopped_early"]:
                 raise Interrupted(self._stop_signal, f"{self.run_dir}/last.pt holds epoch "
                                                      f"{epoch + 1}")
 
-    def _epoch(self, epoch: int, advance, stop: StopRequest | None) -> tuple[dict, dict]:
-        """Train one epoch, then validate the pooled model; the metrics.csv row. A stop
-        request ends the epoch at a batch boundary with a resumable ``last.pt``."""
+    def _record(self, epoch: int, row: dict, val_metrics: dict) -> bool:
+        """Rank 0: the epoch's row in the history, the best score and early stopping, the
+        checkpoints and the log line; whether the epoch improved."""
+        options, trainer = self.options, self.trainer
+        trainer["history"].append(row)
+        score = row[self.task.score_column] if options.monitor != "loss" else -row["val_loss"]
+        improved = trainer["best_score"] is None or score > trainer["best_score"] + 1e-6
+        if improved:
+            trainer.update(best_score=score, best_epoch=epoch + 1, bad_epochs=0)
+        else:
+            trainer["bad_epochs"] += 1
+        trainer["epoch"] = epoch
+        if trainer["bad_epochs"] >= options.patience:
+            trainer["stopped_early"] = True
+        self._save(epoch, val_metrics, improved)
+        logger.info("epoch %d/%d: loss %.4f acc %.3f | val loss %.4f acc %.3f %s %.3f"
+                    "%s | %.0f images/s", epoch + 1, options.epochs, row["train_loss"],
+                    row["train_accuracy"], row["val_loss"], row["val_accuracy"],
+                    self.task.score_name, row[self.task.score_column],
+                    " *" if improved else "", row["images_per_s"], extra={"epoch_row": row})
+        return improved
+
+    def _epoch(self, epoch: int, advance, stop: StopRequest | None
+               ) -> tuple[dict | None, dict | None]:
+        """Train one epoch, then (rank 0) validate the pooled model: the metrics.csv row and
+        the validation metrics (None on other ranks). A stop request ends the epoch at a
+        batch boundary with a resumable ``last.pt``.
+
+        Nothing in a step waits for the device: the running sums stay on it until the
+        epoch ends, and a stop request is agreed on over the CPU."""
         generator = seed_everything(self.options.seed, epoch)
         self.sampler.set_epoch(epoch)
         self.model.train()
         begun = time.monotonic()
-        done = {"batches": 0, "loss_sum": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0}
+        done = {"batches": 0, "seen": 0, "seconds": 0.0}
+        sums = torch.zeros(2, dtype=_SUM_DTYPE.get(self.device.type, torch.float64),
+                           device=self.device)  # loss times samples, correct samples
         partial = self.trainer.pop("partial", None)
         resumed = partial is not None and partial["epoch"] == epoch
         if resumed:
@@ -365,6 +453,9 @@ class _Run:
         batches = iter(self.loader)  # draws a seed from torch's RNG: before restoring it
         if resumed:  # stopped mid-epoch: go on from the next batch
             done.update({k: partial[k] for k in done})
+            if self.dist.is_main:  # the sums saved are every rank's together
+                sums += torch.tensor([partial["loss_sum"], partial["correct"]],
+                                     dtype=sums.dtype).to(self.device)
             set_rng_states(partial["rng"])
             generator.set_state(partial["generator"])
             if advance:
@@ -389,26 +480,29 @@ class _Run:
             if self.ema:
                 self.ema.update_parameters(self.model.net)
             done["batches"] += 1
-            done["loss_sum"] += loss.item() * len(y)
-            done["correct"] += self.task.correct(logits.detach(), y)
+            sums[0] += loss.detach().to(sums.dtype) * len(y)
+            sums[1] += self.task.correct(logits.detach(), y).to(sums.dtype)
             done["seen"] += len(y)
             if advance:
                 advance(len(y))
             if self._stop_requested(stop) and done["batches"] < self.steps_per_epoch:
                 done["seconds"] += time.monotonic() - begun
-                self._save_partial(epoch, done, generator)
+                self._save_partial(epoch, done, sum_across(self.dist, sums), generator)
                 raise Interrupted(self._stop_signal,
                                   f"{self.run_dir}/last.pt holds epoch {epoch + 1} up to batch "
                                   f"{done['batches']}/{self.steps_per_epoch}")
         train_seconds = done["seconds"] + time.monotonic() - begun
-        seen = done["seen"]
+        loss_sum, correct, seen = sum_across(self.dist, torch.cat([
+            sums, torch.tensor([done["seen"]], dtype=sums.dtype).to(self.device)])).tolist()
+        if not self.dist.is_main:
+            return None, None
         val_loss, val_metrics, val_score = self.task.validate(self.kept, self.device,
                                                               self.dtype)
-        row = {"epoch": epoch + 1, "train_loss": done["loss_sum"] / max(seen, 1),
-               "train_accuracy": done["correct"] / max(seen, 1), "val_loss": val_loss,
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
+               "train_accuracy": correct / max(seen, 1), "val_loss": val_loss,
                "val_accuracy": val_metrics["accuracy"], self.task.score_column: val_score,
                "lr": float(self.optimizer.param_groups[0]["lr"]),
-               "images_per_s": seen * self.dist.world_size / max(train_seconds, 1e-9),
+               "images_per_s": seen / max(train_seconds, 1e-9),
                "seconds": done["seconds"] + time.monotonic() - begun}
         return row, val_metrics
 
@@ -416,20 +510,19 @@ class _Run:
         """Whether to stop here; every rank of a distributed job agrees (the highest signal
         number any rank received), so all stop at the same batch."""
         signum = (stop.signum or 0) if stop is not None else 0
-        if self.dist.enabled:
-            flag = torch.tensor([signum], device=self.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            signum = int(flag.item())
-        self._stop_signal = signum
-        return signum > 0
+        self._stop_signal = agree_max(self.dist, signum)
+        return self._stop_signal > 0
 
-    def _save_partial(self, epoch: int, done: dict, generator: torch.Generator) -> None:
+    def _save_partial(self, epoch: int, done: dict, sums: torch.Tensor,
+                      generator: torch.Generator) -> None:
         """``last.pt`` in the middle of an epoch: the completed epochs' state plus where
-        this epoch stopped (batch count, running sums, RNG states) for ``--resume``."""
+        this epoch stopped (batch count, running sums of every rank, RNG states) for
+        ``--resume``."""
         if not self.dist.is_main:
             return
-        partial = {"epoch": epoch, **done, "rng": rng_states(),
-                   "generator": generator.get_state()}
+        loss_sum, correct = sums.tolist()
+        partial = {"epoch": epoch, **done, "loss_sum": loss_sum, "correct": correct,
+                   "rng": rng_states(), "generator": generator.get_state()}
         state = {**self._resume_state(), "trainer": {**self.trainer, "partial": partial}}
         save_checkpoint(os.path.join(self.run_dir, "last.pt"), self.card,
                         self.kept.net.state_dict(), **state)
@@ -457,7 +550,7 @@ class _Run:
         """Measure the best checkpoint; rewrite it without the resume-only state and with its
         final metrics (and temperature); write metrics.json and the plots."""
         best_path = os.path.join(self.run_dir, "best.pt")
-        best = load_checkpoint(best_path, map_location=self.device)
+        best = load_checkpoint(best_path, map_location="cpu")
         self.kept.net.load_state_dict(best["model"])
         outcome = self.task.finalise(self.kept, self.device, self.dtype)
         metrics = {**outcome.metrics, "best_epoch": self.trainer["best_epoch"],
@@ -473,3 +566,7 @@ class _Run:
         write_results(self.run_dir, metrics, self.trainer["history"], outcome.confusion,
                       self.task.classes, loss_name=self.task.loss_name, counts=self.task.counts)
         return metrics
+
+
+_SUM_DTYPE = {"mps": torch.float32}
+"""Running sums are float64 (exact across a resume) where the device has it."""

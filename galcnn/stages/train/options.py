@@ -50,6 +50,8 @@ class TrainOptions:
     device: str = "auto"
     workers: int | None = None
     amp: bool = True
+    dist_timeout: float = 30.0
+    """Minutes a gradient exchange between distributed processes may wait for a slow one."""
     init_from: str | None = None
     freeze: int = 0
 
@@ -71,5 +73,7 @@ class TrainOptions:
             raise TrainError("--depth must be between 1 and 6")
         if self.ema_epochs < 0:
             raise TrainError("--ema-epochs must be >= 0")
+        if self.dist_timeout <= 0:
+            raise TrainError("--dist-timeout must be positive (minutes)")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise TrainError("--epochs, --batch-size and --lr must be positive")

@@ -130,10 +130,11 @@ class Task:
              label_smoothing: float) -> torch.Tensor:
         raise NotImplementedError
 
-    def correct(self, logits: torch.Tensor, targets: torch.Tensor) -> float:
-        """Sum over the batch of each sample's accuracy."""
+    def correct(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Sum over the batch of each sample's accuracy, on the device (reading it would
+        wait for the device)."""
         hits = (logits.argmax(1) == targets).float()
-        return float(hits.flatten(1).mean(1).sum() if hits.ndim > 1 else hits.sum())
+        return hits.flatten(1).mean(1).sum() if hits.ndim > 1 else hits.sum()
 
     def validate(self, model, device, dtype) -> tuple[float, dict, float]:
         """Validation loss, metrics, and the score early stopping watches."""

@@ -47,6 +47,8 @@ def test_run_directory_is_complete(simulated, tmp_path):
     assert len(card.elements) == 8 and card.mirror_swap == [0, 1, 3, 2]
     config = json.load(open(os.path.join(run, "config.json")))
     assert config["options"]["epochs"] == 2 and config["device"] == "cpu"
+    assert config["precision"] == "float32" and config["launcher"] is None
+    assert (card.training["device"], card.training["precision"]) == ("cpu", "float32")
 
 
 def test_checkpoint_rebuilds_the_same_model(simulated, tmp_path):
@@ -146,6 +148,57 @@ def test_a_stop_request_saves_mid_epoch_and_resumes_at_that_batch(simulated, tmp
             [r[column] for r in b["trainer"]["history"]], column
 
 
+def _stopped_after_one_epoch(simulated, run: str, options) -> None:
+    class Killed(Exception):
+        pass
+
+    def kill(row):
+        raise Killed
+
+    with pytest.raises(Killed):
+        train(simulated, run, options, on_epoch_end=kill)
+
+
+def test_resume_reads_the_checkpoint_onto_the_cpu_whatever_the_device(simulated, tmp_path,
+                                                                       monkeypatch):
+    """On a GPU, reading last.pt onto the device put the RNG states there (set_rng_state
+    then raised TypeError) and the optimizer's step counters too. The run below says it is
+    on a GPU; resuming must not depend on it (reading onto CUDA fails on this machine)."""
+    import galcnn.stages.train.loop as loop
+
+    options = tiny(epochs=2, patience=99)
+    run = str(tmp_path / "run")
+    _stopped_after_one_epoch(simulated, run, options)
+    resumed = loop._Run(simulated, run, options, loop.Distributed(), torch.device("cpu"), None,
+                        fine_tune=False)
+    resumed.device = torch.device("cuda", 0)
+    resumed.resume(os.path.join(run, "last.pt"))
+    saved = load_checkpoint(os.path.join(run, "last.pt"))
+    assert resumed.trainer["epoch"] == 0 and resumed.trainer["world_size"] == 1
+    assert torch.equal(torch.get_rng_state(), saved["rng"]["torch"])
+    steps = [s["step"] for s in resumed.optimizer.state.values()]
+    assert steps and all(step.device.type == "cpu" and int(step) == resumed.steps_per_epoch == 5
+                         for step in steps)
+
+
+def test_resume_in_float16_of_a_run_saved_without_loss_scaling(simulated, tmp_path, caplog):
+    """A CPU or bf16 run saves an empty GradScaler state; loading it into an fp16 run's
+    scaler raised RuntimeError. The scale starts afresh, and the log says so."""
+    import galcnn.stages.train.loop as loop
+
+    options = tiny(epochs=2, patience=99)
+    run = str(tmp_path / "run")
+    _stopped_after_one_epoch(simulated, run, options)
+    assert load_checkpoint(os.path.join(run, "last.pt"))["scaler"] == {}
+    resumed = loop._Run(simulated, run, options, loop.Distributed(), torch.device("cpu"), None,
+                        fine_tune=False)
+    resumed.scaler = torch.amp.GradScaler("cpu", enabled=True)  # as float16 on a V100
+    with caplog.at_level("WARNING", logger="galcnn"):
+        resumed.resume(os.path.join(run, "last.pt"))
+    assert "loss scale starts afresh" in caplog.text
+    assert resumed.scaler.get_scale() == 65536.0
+
+
 def test_a_stop_already_requested_saves_after_the_first_batch(simulated, tmp_path):
     stop = StopRequest()
     stop.signum = signal.SIGINT  # Ctrl-C while the data was being prepared
@@ -213,3 +266,47 @@ def test_a_failed_start_leaves_nothing_behind(simulated, tmp_path):
         train(str(raw), str(kept), tiny(), prepare_data=prepare_raw)
     assert sorted(os.listdir(tmp_path)) == ["kept", "one", "raw"]
     assert os.listdir(kept) == ["notes.txt"]
+
+
+@pytest.mark.gpu
+def test_training_steps_on_the_gpu_never_wait_for_it(simulated, tmp_path):
+    """torch's sync debug mode turns every wait for the device into an error: it is on from
+    the end of the first batch to the end of the last (the epoch's end reads its sums, and
+    validation its results, once)."""
+    def progress(epoch, n_images):
+        seen = [0]
+
+        def advance(n):
+            seen[0] += n
+            torch.cuda.set_sync_debug_mode("error" if 0 < seen[0] < n_images else "default")
+
+        return advance
+
+    try:
+        result = train(simulated, str(tmp_path / "run"), tiny(device="cuda", epochs=2),
+                       progress=progress)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert result.epochs_run == 2
+    config = json.load(open(os.path.join(tmp_path, "run", "config.json")))
+    assert config["device"].startswith("cuda") and config["precision"] in ("bfloat16",
+                                                                             "float16")
+
+
+@pytest.mark.gpu
+def test_resume_on_the_gpu_continues_the_run(simulated, tmp_path):
+    """On a GPU the resumed run is the same run (weights, optimizer, order, draws), not the
+    same bits: its epochs go on where they stopped, near the uninterrupted run's."""
+    options = tiny(epochs=3, patience=99, device="cuda")
+    whole = str(tmp_path / "whole")
+    train(simulated, whole, options)
+    broken = str(tmp_path / "broken")
+    _stopped_after_one_epoch(simulated, broken, options)
+    result = train(simulated, broken, options, resume=True)
+    state = load_checkpoint(os.path.join(broken, "last.pt"))
+    reference = load_checkpoint(os.path.join(whole, "last.pt"))
+    assert result.epochs_run == 3 and len(state["trainer"]["history"]) == 3
+    steps = {int(s["step"]) for s in state["optimizer"]["state"].values()}
+    assert steps == {int(s["step"]) for s in reference["optimizer"]["state"].values()}
+    for a, b in zip(state["trainer"]["history"], reference["trainer"]["history"]):
+        assert abs(a["train_loss"] - b["train_loss"]) < 0.1, (a, b)
