@@ -15,22 +15,29 @@ import torch
 
 from galcnn.data.dataset import PreparedDataset
 from galcnn.losses import segmentation_loss
-from galcnn.metrics import confusion_matrix
 from galcnn.models import GroupPooled
-from galcnn.runtime import amp_dtype, autocast
+from galcnn.runtime import amp_dtype, autocast, configure_precision, precision_of
 
 __all__ = ["Predictor", "forward", "as_batch", "dataset_logits", "dataset_embeddings",
            "pixel_confusion"]
 
 
-def as_batch(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """float32 ``(n, bands, y, x)`` on ``device``, channels-last; pinned for a GPU copy."""
+_NUMPY = {torch.float32: np.float32, torch.long: np.int64}
+
+
+def as_batch(images: np.ndarray | torch.Tensor, device: torch.device,
+             dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``(n, bands, y, x)`` images as float32 on ``device``, channels-last, copied without
+    waiting for the device (pinned); other arrays (``dtype``, such as pixel targets) as they
+    are."""
     if isinstance(images, torch.Tensor):
-        return images.to(device).float().contiguous(memory_format=torch.channels_last)
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-    if device.type == "cuda":
-        x = x.pin_memory()
-    return x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        x = images.to(device).to(dtype)
+    else:
+        x = torch.from_numpy(np.ascontiguousarray(images, dtype=_NUMPY[dtype]))
+        if device.type == "cuda":
+            x = x.pin_memory()
+        x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
 
 def forward(model: GroupPooled, x: torch.Tensor, dtype: torch.dtype | None = None, *,
@@ -49,8 +56,9 @@ class Predictor:
 
     def __init__(self, model: GroupPooled, device: torch.device, *, amp: bool = True,
                  mc_dropout: int = 0):
-        self.model = model.to(device).to(memory_format=torch.channels_last).eval()
+        self.model = model.placed(device).eval()
         self.device = device
+        configure_precision(device, amp)
         self.dtype = amp_dtype(device, amp)
         self.mc_dropout = mc_dropout
         if mc_dropout:
@@ -61,6 +69,13 @@ class Predictor:
     @property
     def card(self):
         return self.model.card
+
+    @property
+    def identity(self) -> dict:
+        """Where and how the numbers are computed, part of a resumable table's identity: a
+        job requeued from a GPU onto a CPU (or from bf16 to float32) must not mix rows
+        computed both ways in one table."""
+        return {"device": self.device.type, "precision": precision_of(self.device, self.dtype)}
 
     def beliefs(self, images: np.ndarray | torch.Tensor, *, spread: bool = False
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -108,16 +123,17 @@ class Predictor:
 def dataset_logits(model: GroupPooled, data: PreparedDataset, device: torch.device,
                    dtype: torch.dtype | None = None, batch_size: int = 256
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled logits and label indices of every sample of a prepared split."""
+    """Pooled logits and label indices of every sample of a prepared split (the logits stay
+    on the device until the split is done)."""
     model.eval()
     outputs, labels = [], []
     for start in range(0, len(data), batch_size):
         images, y = data.batch(np.arange(start, min(start + batch_size, len(data))))
-        outputs.append(forward(model, as_batch(images, device), dtype).cpu().numpy())
+        outputs.append(forward(model, as_batch(images, device), dtype))
         labels.append(y)
     if not outputs:
         return np.zeros((0, model.net.num_classes), np.float32), np.zeros(0, np.int64)
-    return np.concatenate(outputs), np.concatenate(labels)
+    return torch.cat(outputs).cpu().numpy(), np.concatenate(labels)
 
 
 def dataset_embeddings(model: GroupPooled, data: PreparedDataset, device: torch.device,
@@ -128,26 +144,29 @@ def dataset_embeddings(model: GroupPooled, data: PreparedDataset, device: torch.
     for start in range(0, len(data), batch_size):
         images, _ = data.batch(np.arange(start, min(start + batch_size, len(data))))
         with torch.inference_mode(), autocast(device, dtype):
-            outputs.append(model.embed(as_batch(images, device)).float().cpu().numpy())
-    return np.concatenate(outputs) if outputs else np.zeros((0, 0), np.float32)
+            outputs.append(model.embed(as_batch(images, device)).float())
+    return torch.cat(outputs).cpu().numpy() if outputs else np.zeros((0, 0), np.float32)
 
 
 def pixel_confusion(model: GroupPooled, data: PreparedDataset, device: torch.device,
                     dtype: torch.dtype | None = None, batch_size: int = 64
                     ) -> tuple[np.ndarray, float]:
     """Pixel confusion matrix and mean loss of a segmentation model over a prepared split
-    with masks (pixel classes as :func:`galcnn.data.masks.segmentation_classes`)."""
+    with masks (pixel classes as :func:`galcnn.data.masks.segmentation_classes`), counted on
+    the device: only the totals come back."""
     model.eval()
     n_classes = model.net.num_classes
-    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    loss_sum, seen = 0.0, 0
+    cm = torch.zeros(n_classes * n_classes, dtype=torch.int64, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64 if device.type != "mps" else torch.float32,
+                           device=device)
+    seen = 0
     for start in range(0, len(data), batch_size):
         indices = np.arange(start, min(start + batch_size, len(data)))
         images, _ = data.batch(indices)
-        target = torch.from_numpy(data.pixel_targets(indices))
-        logits = forward(model, as_batch(images, device), dtype).cpu()
-        loss_sum += float(segmentation_loss(logits, target)) * len(target)
+        target = as_batch(data.pixel_targets(indices), device, dtype=torch.long)
+        logits = forward(model, as_batch(images, device), dtype)
+        loss_sum += segmentation_loss(logits, target).to(loss_sum.dtype) * len(target)
         seen += len(target)
-        cm += confusion_matrix(target.numpy().ravel(), logits.argmax(1).numpy().ravel(),
-                               n_classes)
-    return cm, loss_sum / max(seen, 1)
+        pairs = (target * n_classes + logits.argmax(1)).flatten()
+        cm.scatter_add_(0, pairs, torch.ones_like(pairs))
+    return cm.view(n_classes, n_classes).cpu().numpy(), float(loss_sum) / max(seen, 1)

@@ -26,7 +26,8 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor,
     intersection = (probs * one_hot).sum(dims)
     total = probs.sum(dims) + one_hot.sum(dims)
     dice = (2 * intersection + 1.0) / (total + 1.0)
-    present = one_hot.sum(dims)[1:] > 0
-    foreground = dice[1:][present]
-    dice_loss = 1.0 - foreground.mean() if foreground.numel() else logits.new_zeros(())
+    present = (one_hot.sum(dims)[1:] > 0).to(dice.dtype)
+    count = present.sum()  # a mean over the present classes, selected without reading them
+    dice_loss = torch.where(count > 0, 1.0 - (dice[1:] * present).sum() / count.clamp(min=1),
+                            0.0)
     return ce + dice_weight * dice_loss

@@ -141,6 +141,8 @@ class GroupCNN(Network):
     halve the map (the layout of :class:`galcnn.models.classifiers.ResNet`), a spatial mean,
     the mean over the rotations in each half of the group, and a dense head."""
 
+    channels_last_weights = False  # the convolution weights are built in every pass
+
     def __init__(self, n_bands: int, n_classes: int, size: Sequence[int], width: int = 32,
                  dropout: float = 0.3, mirror_swap: Sequence[int] | None = None):
         super().__init__()

@@ -32,7 +32,17 @@ class GroupPooled(nn.Module):
         self.elements = [(int(k), bool(f)) for k, f in (elements or [(0, False)])]
         self.register_buffer("mirror_swap", torch.tensor(mirror_swap or [], dtype=torch.long),
                              persistent=False)
+        self.register_buffer("flipped", torch.tensor([f for _, f in self.elements]),
+                             persistent=False)
+        """Which copies are reflected: on the model's device, so pooling copies nothing
+        from the host (which would wait for the device)."""
         self.card = None
+
+    def placed(self, device: torch.device) -> "GroupPooled":
+        """This model on ``device``, weights channels-last where the network wants them."""
+        self.to(device)
+        return self.to(memory_format=torch.channels_last) if self.net.channels_last_weights \
+            else self
 
     @property
     def dense(self) -> bool:
@@ -60,8 +70,8 @@ class GroupPooled(nn.Module):
         copies = torch.cat([apply_element(x, *element) for element in self.elements])
         logits = self.net(copies).view(len(self.elements), x.shape[0], -1)
         if self.mirror_swap.numel():
-            flipped = torch.tensor([f for _, f in self.elements], device=logits.device)
-            logits = torch.where(flipped[:, None, None], logits[:, :, self.mirror_swap], logits)
+            logits = torch.where(self.flipped[:, None, None], logits[:, :, self.mirror_swap],
+                                 logits)
         return logits
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

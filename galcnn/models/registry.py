@@ -29,6 +29,11 @@ class Network(nn.Module):
 
     task: str = "classify"
     num_classes: int
+    channels_last_weights: bool = True
+    """Keep 4-d weights channels-last, as the inputs are (faster convolutions). A network
+    that builds its convolution weights anew in each pass (``gcnn``) keeps its parameters
+    in their own layout: their gradients then come in that layout, which is the one
+    DistributedDataParallel's buckets expect."""
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -75,29 +75,39 @@ def invert_element(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     return torch.flip(x, dims=(-1,)) if flip else x
 
 
+def _on(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small CPU tensor on ``device``, copied without waiting for the device (pinned)."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def random_elements(x: torch.Tensor, labels: torch.Tensor, elements: list[Element],
                     mirror_swap: list[int] | None, generator: torch.Generator
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Transform each sample by a random group element; swap labels of reflected samples.
 
     ``labels`` may be per-sample ``(n,)`` or per-pixel ``(n, y, x)`` maps, which are then
-    transformed with their images."""
+    transformed with their images. The choices are drawn on the CPU (``generator``, so a
+    resumed run draws the same) and applied on the device by selection, with no count or
+    index read back from it: a training step never waits for the device here."""
     if len(elements) == 1:
         return x, labels
-    choice = torch.randint(len(elements), (x.shape[0],), generator=generator)
-    out = torch.empty_like(x)
-    labels = labels.clone()
-    swap = torch.tensor(mirror_swap, dtype=torch.long) if mirror_swap else None
+    choice = _on(torch.randint(len(elements), (x.shape[0],), generator=generator), x.device)
+    swap = _on(torch.tensor(mirror_swap, dtype=torch.long), labels.device) if mirror_swap \
+        else None
+    out, new_labels = x, labels
     for index, (k, flip) in enumerate(elements):
-        chosen = (choice == index).nonzero(as_tuple=True)[0].to(x.device)
-        if chosen.numel() == 0:
-            continue
-        out[chosen] = apply_element(x[chosen], k, flip)
+        if (k % 4, flip) == (0, False):
+            continue  # the identity: already in place
+        chosen = choice == index
+        out = torch.where(chosen.view(-1, *[1] * (x.ndim - 1)), apply_element(x, k, flip), out)
+        per_sample = chosen.view(-1, *[1] * (labels.ndim - 1))
         if labels.ndim == 3:
-            labels[chosen] = apply_element(labels[chosen], k, flip)
+            new_labels = torch.where(per_sample, apply_element(labels, k, flip), new_labels)
         if flip and swap is not None:
-            labels[chosen] = swap.to(labels.device)[labels[chosen]]
-    return out, labels
+            new_labels = torch.where(per_sample, swap[new_labels], new_labels)
+    return out, new_labels
 
 
 def random_rotations(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -109,5 +119,5 @@ def random_rotations(x: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0], theta[:, 0, 1] = cos * zoom, -sin * zoom
     theta[:, 1, 0], theta[:, 1, 1] = sin * zoom, cos * zoom
-    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    grid = F.affine_grid(_on(theta, x.device).to(x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

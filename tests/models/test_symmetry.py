@@ -62,3 +62,33 @@ def test_invert_element_undoes_apply_element():
     x = torch.randn(1, 2, 5, 5)
     for k, flip in elements_of("dihedral"):
         torch.testing.assert_close(invert_element(apply_element(x, k, flip), k, flip), x)
+
+
+def test_augmentation_reads_nothing_back_from_the_device():
+    """The choices are drawn on the CPU and applied by selection: on the meta device, which
+    holds no data at all, augmentation still runs, so no step of it reads a count, an index
+    or a value back from the device (on a GPU each such read waits for every queued kernel;
+    tests marked gpu check whole training steps with torch's sync debug mode)."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.empty(16, 3, 8, 8, device="meta")
+    labels = torch.empty(16, dtype=torch.long, device="meta")
+    out, new = random_elements(x, labels, elements_of("dihedral"), [0, 1, 3, 2], generator)
+    assert out.device.type == new.device.type == "meta"
+    assert out.shape == x.shape and new.shape == labels.shape
+    maps = torch.empty(16, 8, 8, dtype=torch.long, device="meta")
+    _, new_maps = random_elements(x, maps, elements_of("rot90"), None, generator)
+    assert new_maps.shape == maps.shape
+    assert random_rotations(x, generator).shape == x.shape
+
+
+def test_random_elements_transform_pixel_maps_with_their_images():
+    x = torch.arange(8 * 5 * 5, dtype=torch.float32).view(8, 1, 5, 5)
+    maps = x[:, 0].long() % 3
+    out, new = random_elements(x, maps, elements_of("dihedral"), [0, 2, 1],
+                               torch.Generator().manual_seed(3))
+    swap = torch.tensor([0, 2, 1])
+    for i in range(8):
+        (k, flip), = [(k, f) for k, f in elements_of("dihedral")
+                      if torch.equal(apply_element(x[i], k, f), out[i])]
+        expected = apply_element(maps[i], k, flip)
+        assert torch.equal(new[i], swap[expected] if flip else expected)
