@@ -7,13 +7,20 @@ of raw images of one shape. The clipped statistics are the same algorithm as on 
 two middle values). Results agree with the CPU recipe to float32 rounding (the sums run in
 another order), far inside the noise.
 
-Supported: the ``asinh``, ``linear`` and ``none`` stretches with ``crop`` geometry, which
-cover the defaults; anything else is prepared on the CPU as before (:meth:`supports`).
+Supported: the ``peak``, ``asinh``, ``linear`` and ``none`` stretches with ``crop`` or
+``resize`` geometry, which cover every default (``peak`` for a classifier's cutouts, binned
+by ``resize`` when over 96 px; ``asinh`` for a U-Net's fields); the ``percentile``,
+``zscale`` and ``log`` stretches are prepared on the CPU as before (:meth:`supports`).
+``resize`` is scikit-image's (Gaussian anti-aliasing when shrinking, then bilinear
+interpolation with the edge repeated).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 
 from galcnn.data.clipping import Backend, clipped_median_and_std
 from galcnn.data.recipe import Preprocess
@@ -61,6 +68,32 @@ def _nanstd(rows: torch.Tensor) -> torch.Tensor:
     return _kept_std(torch.nan_to_num(rows), ~torch.isnan(rows))
 
 
+def _nanmax(rows: torch.Tensor) -> torch.Tensor:
+    """The largest finite-or-inf value of each row; -inf for a row of NaN."""
+    return torch.where(torch.isnan(rows), -math.inf, rows).amax(dim=-1)
+
+
+def _gaussian_kernel(sigma: float, device: torch.device) -> torch.Tensor:
+    """scipy's ``gaussian_filter1d`` weights (truncated at 4 sigma)."""
+    radius = int(4.0 * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    weights = torch.exp(-0.5 / sigma ** 2 * x * x)
+    return (weights / weights.sum()).float().to(device)
+
+
+def _blur(images: torch.Tensor, sigma: float, axis: int) -> torch.Tensor:
+    """A Gaussian along ``axis`` (-1: x, -2: y) of ``(n, bands, y, x)``, the edge repeated
+    (scipy's ``mode="nearest"``)."""
+    if sigma <= 0:
+        return images
+    kernel = _gaussian_kernel(sigma, images.device)
+    radius = len(kernel) // 2
+    moved = images.movedim(axis, -1)
+    shape = moved.shape
+    rows = F.pad(moved.reshape(-1, 1, shape[-1]), (radius, radius), mode="replicate")
+    return F.conv1d(rows, kernel.view(1, 1, -1)).reshape(shape).movedim(-1, axis)
+
+
 class DeviceRecipe:
     """:class:`Preprocess` applied on ``device`` to batches ``(n, bands, y, x)`` of raw
     images (float32, NaN for bad pixels)."""
@@ -73,7 +106,7 @@ class DeviceRecipe:
 
     @staticmethod
     def supports(recipe: Preprocess) -> bool:
-        return recipe.stretch.name in ("asinh", "linear", "none") and recipe.fit == "crop"
+        return recipe.stretch.name in ("peak", "asinh", "linear", "none")
 
     def __call__(self, raw: torch.Tensor) -> torch.Tensor:
         """Network inputs ``(n, bands, ny, nx)`` in the recipe's dtype, as float32."""
@@ -99,15 +132,43 @@ class DeviceRecipe:
             return torch.where(torch.isfinite(data), scaled, float("nan"))
         median, noise = self._background_and_noise(data.reshape(n * bands, -1))
         centred = data - median.float().reshape(n, bands, 1, 1)
+        peak = stretch.name == "peak"
+        norm = math.asinh(1.0 / stretch.peak_softening) if peak else 1.0
         if stretch.scope == "band":
-            scale = (stretch.softening * noise).float().reshape(n, bands, 1, 1)
-            return torch.asinh(centred / scale)
+            if peak:
+                scale, floor = self._peak_scale(data.reshape(n * bands, -1), median, noise)
+                if floor is not None:
+                    centred = torch.where(centred < floor.reshape(n, bands, 1, 1), 0.0,
+                                          centred)
+            else:
+                scale = stretch.softening * noise
+            return torch.asinh(centred / scale.float().reshape(n, bands, 1, 1)) / \
+                torch.tensor(norm, dtype=torch.float32)
         intensity = centred.mean(dim=1)
         _, intensity_noise = self._background_and_noise(intensity.reshape(n, -1))
-        soft = (stretch.softening * intensity_noise).float().reshape(n, 1, 1)
+        if peak:
+            soft, floor = self._peak_scale(intensity.reshape(n, -1), 0.0, intensity_noise)
+            if floor is not None:
+                faint = intensity < floor.reshape(n, 1, 1)
+                centred = torch.where(faint[:, None], 0.0, centred)
+                intensity = torch.where(faint, 0.0, intensity)
+        else:
+            soft = stretch.softening * intensity_noise
+        soft = soft.float().reshape(n, 1, 1)
         factor = torch.where(intensity.abs() > 1e-12 * soft, torch.asinh(intensity / soft)
                              / intensity, 1.0 / soft)
-        return centred * factor[:, None]
+        return centred * (factor / torch.tensor(norm, dtype=torch.float32))[:, None]
+
+    def _peak_scale(self, rows: torch.Tensor, median, noise: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """As :meth:`Stretch._peak_numbers`: the softening scale (a fraction of the row's
+        peak above the background, or the noise when nothing rises above it) and the floor
+        (float32, None when off)."""
+        stretch = self.recipe.stretch
+        peak = _nanmax(rows).double() - median
+        peak = torch.where(torch.isfinite(peak) & (peak > noise), peak, noise)
+        floor = (stretch.floor * noise).float() if stretch.floor > 0 else None
+        return stretch.peak_softening * peak, floor
 
     @staticmethod
     def _background_and_noise(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,12 +191,14 @@ class DeviceRecipe:
         return torch.where(bad, values[:, :, None, None], stretched)
 
     def _fit(self, filled: torch.Tensor) -> torch.Tensor:
-        """Centre crop, or pad with each band's median, as
+        """Centre crop, or pad with each band's median, or resize, as
         :func:`galcnn.data.geometry.fit_to_size` does."""
         ny, nx = self.recipe.size
         n, bands, height, width = filled.shape
         if (height, width) == (ny, nx):
             return filled
+        if self.recipe.fit == "resize":
+            return self._resize(filled)
         out = filled
         if height > ny or width > nx:
             y0, x0 = max(0, (height - ny) // 2), max(0, (width - nx) // 2)
@@ -148,3 +211,14 @@ class DeviceRecipe:
             canvas[:, :, top:top + h, left:left + w] = out
             out = canvas
         return out.contiguous()
+
+    def _resize(self, images: torch.Tensor) -> torch.Tensor:
+        """scikit-image's ``resize(order=1, mode="edge", anti_aliasing=<shrinking>)``: a
+        Gaussian of sigma ``(factor - 1) / 2`` along each shrunk axis, then bilinear
+        interpolation between pixel centres."""
+        ny, nx = self.recipe.size
+        height, width = images.shape[-2:]
+        if height > ny or width > nx:
+            images = _blur(images, max(0.0, (height / ny - 1) / 2), -2)
+            images = _blur(images, max(0.0, (width / nx - 1) / 2), -1)
+        return F.interpolate(images, size=(ny, nx), mode="bilinear", align_corners=False)
