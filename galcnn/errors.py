@@ -9,10 +9,11 @@ file and the run goes on.
 from __future__ import annotations
 
 import errno
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["GalcnnError", "DiskFull", "is_disk_full", "naming_output"]
+__all__ = ["GalcnnError", "DiskFull", "is_disk_full", "naming_output", "device_failure"]
 
 
 class GalcnnError(ValueError):
@@ -38,3 +39,30 @@ def naming_output(path: str, kept: str = "") -> Iterator[None]:
             raise
         raise DiskFull(f"no space left on device writing {path}" + (f"; {kept}" if kept else "")
                        ) from None
+
+
+_GPU_FAULT = re.compile(r"CUDA error|CUBLAS_STATUS|CUDNN_STATUS|cuDNN error|illegal memory "
+                        r"access|device-side assert|unspecified launch failure|ECC error")
+
+
+def device_failure(exc: BaseException, hint: str = "use a smaller --batch-size") -> str | None:
+    """One line for a failure of the GPU itself, or None for anything else.
+
+    Out of memory (``hint`` says what to make smaller) stops a run as a whole, whichever
+    input was on the device; so does a CUDA fault, after which the process cannot use the GPU
+    again: neither is the problem of one input. Read from the exception's type name and text,
+    so that no command imports torch to recognise them."""
+    if not isinstance(exc, RuntimeError):
+        return None
+    text = " ".join(str(exc).split())
+    if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text.lower():
+        asked = re.search(r"Tried to allocate ([\d.]+ \w+)", text)
+        free = re.search(r"total capacity of ([\d.]+ \w+) of which ([\d.]+ \w+) is free", text)
+        detail = "; ".join(filter(None, [
+            asked and f"it asked for {asked[1]} more",
+            free and f"{free[2]} of {free[1]} was free"]))
+        return f"the GPU ran out of memory{f' ({detail})' if detail else ''}: {hint}"
+    if _GPU_FAULT.search(text):
+        return (f"the GPU failed ({text[:160]}); this process cannot use it again: run the "
+                "command again, on another GPU if it recurs")
+    return None

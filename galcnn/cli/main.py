@@ -19,7 +19,7 @@ from typing import TypeVar
 import click
 
 from galcnn import __version__
-from galcnn.errors import GalcnnError
+from galcnn.errors import GalcnnError, device_failure
 from galcnn.interrupt import Interrupted, exit_code_for, raise_on_sigterm, signal_name
 
 __all__ = ["EXIT_OK", "EXIT_FATAL", "EXIT_USAGE", "EXIT_SOME_FAILED", "cli", "run",
@@ -95,6 +95,21 @@ def run(function: Callable[..., T], *args, **kwargs) -> T:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(_describe(exc)) from None
+    except RuntimeError as exc:
+        line = device_failure(exc, _memory_hint())
+        if line is None:
+            raise
+        raise click.ClickException(line) from None
+
+
+def _memory_hint() -> str:
+    """What to make smaller when the GPU runs out of memory, with the value now in use."""
+    context = click.get_current_context(silent=True)
+    params = context.params if context else {}
+    if context is not None and context.info_name == "segment":
+        return f"use a smaller --tile (now {params.get('tile')}) or --batch-size"
+    size = params.get("batch_size")
+    return "use a smaller --batch-size" + (f" (now {size})" if size else "")
 
 
 def _describe(exc: OSError) -> str:

@@ -219,3 +219,69 @@ def test_a_full_disk_names_the_output_in_one_line_in_every_command(classifier, u
         line = _one_line_error(result)
         assert line.startswith(f"Error: no space left on device writing {path}"), (name, line)
     assert sorted(os.listdir(full_disk)) == [".filler"]  # nothing half-written left
+
+
+GPU_FULL = ("CUDA out of memory. Tried to allocate 9.00 GiB. GPU 0 has a total capacity of "
+            "139.81 GiB of which 1.20 GiB is free. Including non-PyTorch memory, this process "
+            "has 138.61 GiB memory in use. Of the allocated memory 120.52 GiB is allocated by "
+            "PyTorch, and 16.08 GiB is reserved by PyTorch but unallocated. If reserved but "
+            "unallocated memory is large try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments")
+
+
+def _run_out_of_memory(*args, **kwargs):
+    import torch
+
+    raise torch.cuda.OutOfMemoryError(GPU_FULL)  # torch.OutOfMemoryError from 2.5
+
+
+def test_a_gpu_out_of_memory_is_one_line_in_every_command(classifier, unet, tmp_path,
+                                                           monkeypatch):
+    """The error is raised by a stand-in for the network's forward pass (no GPU here): every
+    command stops with one line that says what to make smaller; segment stops the whole run
+    instead of failing each remaining file with the same long line."""
+    import galcnn.inference as inference
+    from galcnn.models import GroupPooled
+
+    monkeypatch.setattr(GroupPooled, "forward", _run_out_of_memory)
+    monkeypatch.setattr(GroupPooled, "per_element", _run_out_of_memory)
+    monkeypatch.setattr(GroupPooled, "embed", _run_out_of_memory)
+    monkeypatch.setattr(inference.Predictor, "pixel_probabilities", _run_out_of_memory)
+    memory = ("the GPU ran out of memory (it asked for 9.00 GiB more; 1.20 GiB of 139.81 GiB "
+              "was free): use a smaller")
+    out = tmp_path / "out"
+    commands = {
+        "predict": (["predict", classifier, SIMULATED, "-o", out / "p.csv", "--batch-size",
+                     "300"], "--batch-size (now 300)"),
+        "embed": (["embed", classifier, SIMULATED, "-o", out / "e.fits"], "--batch-size"),
+        "evaluate": (["evaluate", classifier, SIMULATED], "--batch-size"),
+        "explain": (["explain", classifier, SIMULATED, "-o", out / "x"],
+                    "--batch-size (now 16)"),
+        "segment": (["segment", unet, FIELD, FIELD, "-o", out / "seg"],
+                    "--tile (now 512) or --batch-size"),
+        "train": (["train", "--data", SIMULATED, "--out", out / "run", "--size", "16",
+                   "--epochs", "1", "--batch-size", "32"], "--batch-size (now 32)"),
+    }
+    for name, (args, hint) in commands.items():
+        result = _invoke(args)
+        assert result.exit_code == EXIT_FATAL, (name, result.output)
+        assert _one_line_error(result) == f"Error: {memory} {hint}", name
+    assert not os.path.exists(out / "seg" / "field.seg.fits")
+
+
+def test_a_cuda_fault_stops_segment_at_once(unet, tmp_path, monkeypatch):
+    import galcnn.inference as inference
+
+    calls = []
+
+    def fault(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("CUDA error: an illegal memory access was encountered\nCUDA kernel "
+                           "errors might be asynchronously reported at some other API call")
+
+    monkeypatch.setattr(inference.Predictor, "pixel_probabilities", fault)
+    result = _invoke(["segment", unet, FIELD, FIELD, FIELD, "-o", tmp_path / "seg"])
+    assert result.exit_code == EXIT_FATAL and len(calls) == 1
+    assert _one_line_error(result).startswith(
+        "Error: the GPU failed (CUDA error: an illegal memory access was encountered CUDA "
+        "kernel errors might be asynchronously reported at some other API call); this process "
+        "cannot use it again")

@@ -25,7 +25,7 @@ from galcnn.data.fitsio import FitsReadError, ImagePlanes, image_hdus
 from galcnn.data.inputs import collect_sources
 from galcnn.data.recipe import degenerate_range
 from galcnn.data.lock import output_lock
-from galcnn.errors import is_disk_full, naming_output
+from galcnn.errors import device_failure, is_disk_full, naming_output
 from galcnn.stages.segment.catalogue import catalogue
 from galcnn.stages.segment.deblend import deblend_objects, renumber_in_raster_order
 from galcnn.stages.segment.objects import ROWS, class_mask, label_objects
@@ -249,6 +249,8 @@ def _segment_file(path: str, source_id: str, segmenter: Segmenter, options: Segm
                 yield {**row, "output": "", "catalogue": "", "status": exc.problem}
                 continue
             except (ValueError, OSError, RuntimeError) as exc:
+                if device_failure(exc):
+                    raise  # the whole run's problem, not this image's
                 problem = (f"no space left on device writing {stem}.*; nothing of it was kept"
                            if is_disk_full(exc) else
                            f"could not be segmented ({type(exc).__name__}: {exc})")
