@@ -68,8 +68,9 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        what = f"the Python object {found[1]}" if found else "Python objects"
+        found = re.search(r"Unsupported (?:global: GLOBAL|class) (\S+)", str(exc))
+        name = found and re.sub(r"^(__builtin__|builtins)\.", "", found[1])  # torch < 2.6
+        what = f"the Python object {name}" if found else "Python objects"
         raise CheckpointError(f"{path}: not a galcnn checkpoint (it asks for {what}, which is "
                               "never loaded because it could run code)") from None
     except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, AttributeError,

@@ -1,5 +1,11 @@
 """Fixtures shared across test files: the shared survey data, small cutout trees, and tiny
-real models trained once per session (a second or two each)."""
+real models trained once per session (a second or two each).
+
+The suite computes on the CPU wherever it runs (``GALCNN_DEVICE=cpu``: what ``--device auto``
+means for galcnn, in this process and the commands it starts), so its exact comparisons hold
+on a GPU node too; tests marked ``gpu`` name the CUDA device themselves and are skipped
+where there is none.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,19 @@ import shutil
 
 import numpy as np
 import pytest
+
+os.environ["GALCNN_DEVICE"] = "cpu"
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 from helpers import SAMPLE_DATA, SHARED_DATA, noise_image, tiny, write_fits
 

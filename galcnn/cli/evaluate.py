@@ -9,7 +9,7 @@ import click
 from galcnn.choices import SPLITS
 from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run, stdout
 from galcnn.cli.options import (LABEL_OPTIONS, add_options, batch_size_option, device_option,
-                                label_kwargs, parse_list, workers_option)
+                                label_kwargs, no_amp_option, parse_list, workers_option)
 from galcnn.cli.report import class_metrics_table, confusion_table
 
 
@@ -24,6 +24,7 @@ from galcnn.cli.report import class_metrics_table, confusion_table
 @click.option("--json", "json_path", type=click.Path(dir_okay=False),
               help="Also write the metrics to this JSON file.")
 @device_option
+@no_amp_option
 @batch_size_option(None, "Cutouts per forward pass [default: 16 on a CPU, 256 on a GPU].")
 @workers_option("Reading processes when DATA holds raw cutouts.")
 @add_options(LABEL_OPTIONS)
@@ -33,7 +34,7 @@ from galcnn.cli.report import class_metrics_table, confusion_table
               help="One file per band (default: the model's pattern).")
 @click.option("--bands", callback=parse_list, metavar="B1,B2,...",
               help="Band order for --band-pattern (default: the model's).")
-def command(model, data, split, tta, json_path, device, batch_size, workers, classes,
+def command(model, data, split, tta, json_path, device, no_amp, batch_size, workers, classes,
             band_pattern, bands, **label_params):
     """Metrics of MODEL (checkpoint or run directory) on labelled DATA (prepared or raw).
 
@@ -45,7 +46,7 @@ def command(model, data, split, tta, json_path, device, batch_size, workers, cla
     from galcnn.data.atomic import write_json
     from galcnn.stages.evaluate import evaluate
 
-    result = run(evaluate, model, data, split=split, device=device, tta=tta,
+    result = run(evaluate, model, data, split=split, device=device, amp=not no_amp, tta=tta,
                  batch_size=batch_size, workers=workers, classes=classes,
                  band_pattern=band_pattern,
                  bands=bands, **label_kwargs(label_params))

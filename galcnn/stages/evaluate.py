@@ -24,7 +24,8 @@ from galcnn.errors import GalcnnError
 from galcnn.inference import as_batch, dataset_logits, forward
 from galcnn.metrics import classification_metrics, expected_calibration_error, softmax
 from galcnn.models import GroupPooled
-from galcnn.runtime import amp_dtype, inference_batch_size, select_device, worker_count
+from galcnn.runtime import (amp_dtype, configure_precision, inference_batch_size, select_device,
+                            worker_count)
 
 __all__ = ["evaluate", "EvaluateResult", "EvaluateError"]
 
@@ -46,7 +47,7 @@ class EvaluateResult:
 
 
 def evaluate(model_path: str, data: str, *, split: str = "all", device: str = "auto",
-             tta: bool = True, batch_size: int | None = None, workers: int | None = None,
+             amp: bool = True, tta: bool = True, batch_size: int | None = None, workers: int | None = None,
              labels: str | None = None, id_column: str | None = None,
              label_column: str | None = None, where: dict[str, str] | None = None,
              classes: list[str] | None = None, band_pattern: str | None = None,
@@ -55,7 +56,8 @@ def evaluate(model_path: str, data: str, *, split: str = "all", device: str = "a
     with the model's temperature) of ``model_path`` on ``data`` (prepared dataset or raw
     cutouts with labels, found as ``prepare`` finds them). ``classes`` keeps only samples of
     these classes; ``tta=False`` scores the bare network instead of the model pooled over its
-    group."""
+    group; ``amp=False`` computes in float32 on a GPU, as a ``--no-amp`` training run
+    validated."""
     if split not in SPLITS:
         raise EvaluateError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     torch_device = select_device(device)
@@ -65,7 +67,8 @@ def evaluate(model_path: str, data: str, *, split: str = "all", device: str = "a
         raise EvaluateError(f"{model_path}: a {card.task} model; evaluate needs a classifier")
     if not tta:
         model = GroupPooled(model.net)
-    dtype = amp_dtype(torch_device)
+    configure_precision(torch_device, amp)
+    dtype = amp_dtype(torch_device, amp)
     batch_size = inference_batch_size(batch_size, torch_device)
     if is_prepared_dataset(data):
         logits, label_index, files, unknown = _prepared(model, card, data, split, classes,

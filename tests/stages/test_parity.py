@@ -31,7 +31,7 @@ from galcnn.inference import dataset_logits
 from galcnn.metrics import confusion_matrix, softmax
 from galcnn.models import Network, create_model
 from galcnn.stages.evaluate import evaluate
-from galcnn.stages.predict import predict
+from galcnn.stages.predict import PredictOptions, predict
 from galcnn.stages.prepare import PrepareOptions, prepare
 from galcnn.stages.segment import SegmentOptions, segment
 from galcnn.stages.train import train
@@ -48,7 +48,7 @@ def network_inputs():
 
     def hook(module, args):
         if isinstance(module, Network):
-            seen.append(args[0].detach().float().numpy().copy())
+            seen.append(args[0].detach().float().cpu().numpy().copy())
 
     handle = register_module_forward_pre_hook(hook)
     try:
@@ -157,3 +157,22 @@ def test_predict_evaluate_and_validation_agree(three_classes, tmp_path, symmetry
     metrics = json.load(open(os.path.join(run, "metrics.json")))
     assert confusion_matrix(truth, classes, 3).tolist() == metrics["confusion_matrix"]
     assert result.metrics["confusion_matrix"] == metrics["confusion_matrix"]
+
+
+@pytest.mark.gpu
+def test_predict_on_the_gpu_is_the_cpu_model_in_bf16(classifier, tmp_path):
+    """The GPU path (device recipe, bf16 autocast) against the CPU (float32): beliefs close,
+    and the device and precision of each table recorded for --resume."""
+    rows = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / f"{device}.csv"
+        predict(classifier, [os.path.join(SAMPLE_DATA, "simulated")], str(out),
+                PredictOptions(device=device))
+        rows[device] = {r["file"]: r for r in csv.DictReader(open(out))}
+        record = json.load(open(tmp_path / f".{device}.csv.galcnn.json"))
+        assert record["device"] == device
+    assert set(rows["cpu"]) == set(rows["cuda"]) and len(rows["cpu"]) == 120
+    classes = [k for k in next(iter(rows["cpu"].values())) if k.startswith("p_")]
+    gaps = [abs(float(rows["cpu"][f][k]) - float(rows["cuda"][f][k]))
+            for f in rows["cpu"] for k in classes]
+    assert max(gaps) < 0.05 and np.mean(gaps) < 0.01, (max(gaps), np.mean(gaps))

@@ -61,7 +61,7 @@ def embed(model_path: str, inputs: list[str], out_path: str,
     checksum = file_checksum(model_path)
     identity = {"model_sha256": checksum, "hdu": recipe.hdu, "band_pattern":
                 recipe.band_pattern, "bands": list(recipe.bands or []), "format": "embed",
-                "anomaly": anomaly}
+                "anomaly": anomaly, **predictor.identity}
     columns = EMBED_COLUMNS[:-1] + (ANOMALY_COLUMNS if anomaly else []) + ["status"]
 
     def row(object_id, path, hdu, ra, dec, values=None, status="ok") -> list:

@@ -97,7 +97,7 @@ def predict(model_path: str, inputs: list[str], out_path: str,
     identity = {"model_sha256": checksum, "classes": list(card.classes),
                 "hdu": recipe.hdu, "band_pattern": recipe.band_pattern,
                 "bands": list(recipe.bands or []), "mc_dropout": options.mc_dropout,
-                "tta": options.tta, "format": options.format}
+                "tta": options.tta, "format": options.format, **predictor.identity}
     classes = card.classes
 
     def row(object_id, path, hdu, ra, dec, values=None, status="ok") -> list:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import shutil
 import os
 
@@ -151,6 +152,14 @@ def test_resume_with_another_model_or_options_is_refused(classifier, cutouts, tm
     with pytest.raises(GalcnnError, match=r"other options: tta False \(now True\)"):
         predict(classifier, [str(cutouts)], str(out), PredictOptions(tta=True), resume=True)
     assert open(f"{out}.partial").read() == "".join(lines[:6])  # untouched
+    record = json.load(open(identity_path(str(out))))
+    assert (record["device"], record["precision"]) == ("cpu", "float32")
+    gpu_record = {**record, "device": "cuda", "precision": "bfloat16"}  # a GPU job's rows
+    json.dump(gpu_record, open(identity_path(str(out)), "w"))
+    with pytest.raises(GalcnnError, match=r"other options: device 'cuda' \(now 'cpu'\), "
+                                          r"precision 'bfloat16' \(now 'float32'\)"):
+        predict(classifier, [str(cutouts)], str(out), resume=True)
+    json.dump(record, open(identity_path(str(out)), "w"))
     result = predict(classifier, [str(cutouts)], str(out), resume=True)
     assert result.n_skipped_resume == 5 and result.n_rows == 12
     assert sorted(open(out).read().splitlines()) == sorted(rows.splitlines())

@@ -105,3 +105,16 @@ def test_a_halo_smaller_than_the_receptive_radius_is_refused(sensitive_unet, thr
     with pytest.raises(SegmentError, match="smaller than the U-Net's receptive radius"):
         segment(sensitive_unet, [three_band_field], str(tmp_path / "s"),
                 SegmentOptions(halo=16))
+
+
+@pytest.mark.gpu
+def test_tile_size_does_not_change_the_result_on_the_gpu(unet, field_file, tmp_path):
+    """In float32 (--no-amp: no TF32 either) the GPU's maps are the tiling-independent maps
+    of the CPU, to float rounding."""
+    maps = {}
+    for name, device, tile in (("cpu", "cpu", 512), ("g64", "cuda", 64), ("g512", "cuda", 512)):
+        done = segment(unet, [field_file], str(tmp_path / name),
+                       SegmentOptions(tile=tile, device=device, amp=False))
+        maps[name] = fits.getdata(done.outputs[0], "PROB")
+    assert np.abs(maps["g64"] - maps["g512"]).max() < 1e-4
+    assert np.abs(maps["g512"] - maps["cpu"]).max() < 1e-4
