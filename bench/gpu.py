@@ -443,10 +443,10 @@ def out_of_memory(run: str, source: str) -> None:
     with open(script, "w") as handle:
         handle.write(OOM)
     done = shell("oom", [sys.executable, script, "predict", run, source, "-o",
-                         os.path.join(WORK, "oom.csv"), "--batch-size", "4096", "--tta",
+                         os.path.join(WORK, "oom.csv"), "--batch-size", "4096", "--spread",
                          "--overwrite"], timeout=300)
     lines = (done.stdout + done.stderr).strip().splitlines()
-    record("8", "predict --batch-size 4096 --tta with 0.2 % of the GPU",
+    record("8", "predict --batch-size 4096 --spread with 0.2 % of the GPU",
            f"exit {done.returncode}, {len(lines)} line(s): {lines[-1][:150] if lines else ''}",
            "exit 1, one line", "" if GPU else "stand-in (no GPU)")
 

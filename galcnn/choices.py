@@ -1,7 +1,7 @@
 """The names a user can choose from, declared once and free of heavy imports, so that the
 command line can offer them (and ``--help`` stays instant) and the library can check them.
 
-Architecture names are not here: they are whatever :mod:`galcnn.models` has registered.
+Architectures: galcnn's own are named here; :mod:`galcnn.models` holds them and any others.
 """
 
 STRETCH_NAMES = ("asinh", "peak", "percentile", "zscale", "log", "linear", "none")
@@ -18,6 +18,9 @@ TASKS = ("classify", "segment")
 SCHEDULES = ("cosine", "onecycle")
 MONITORS = ("auto", "macro_f1", "mean_iou", "loss")
 CLASS_WEIGHTS = ("auto", "none")
+ARCHITECTURES = ("resnet", "cnn", "gcnn", "unet")
+"""galcnn's own architectures (others may be registered: :mod:`galcnn.models.registry`),
+named here so that the command line knows them without importing the networks."""
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 """What ``--device`` takes; ``cuda:N`` names the GPU numbered N."""
 SPLITS = ("all", "train", "val", "test")

@@ -80,11 +80,12 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: str, *,
     return fig
 
 
-def _display(image: np.ndarray) -> tuple[np.ndarray, str | None]:
+def _display(image: np.ndarray, clip: bool = True) -> tuple[np.ndarray, str | None]:
     """A network input ``(bands, y, x)`` as something imshow draws: three bands as colour,
-    otherwise the first band in grey; scaled to its own 0.5-99.5 percentiles."""
+    otherwise the first band in grey; scaled to its own 0.5-99.5 percentiles, or (``clip``
+    False) to its whole range."""
     shown = np.moveaxis(image[:3], 0, -1) if image.shape[0] == 3 else image[0]
-    low, high = np.nanpercentile(shown, [0.5, 99.5])
+    low, high = np.nanpercentile(shown, [0.5, 99.5] if clip else [0, 100])
     return np.clip((shown - low) / max(high - low, 1e-12), 0, 1), None if shown.ndim == 3 \
         else "gray"
 
@@ -93,22 +94,30 @@ def plot_attribution(image: np.ndarray, cam: np.ndarray, gradients: np.ndarray,
                      beliefs: np.ndarray, classes: list[str], target: int, title: str,
                      path: str):
     """One cutout's explanation: the network's input, the Grad-CAM map over it, the
-    integrated gradients (red for, blue against the class) and the beliefs, the class the
-    maps are for in orange; returns the (closed) figure."""
+    integrated gradients (red for, blue against the class), each map with its colour bar,
+    and the beliefs, the class the maps are for in orange; returns the (closed) figure.
+
+    The input is shown over its whole range (a network input is already stretched: clipping
+    it again flattens a galaxy's core into one level)."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.4),
-                             gridspec_kw={"width_ratios": [1, 1, 1, 1.1]})
-    shown, cmap = _display(image)
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.7), layout="constrained",
+                             gridspec_kw={"width_ratios": [1, 1.2, 1.2, 1.1]})
+    shown, cmap = _display(image, clip=False)
     axes[0].imshow(shown, cmap=cmap, origin="lower")
-    axes[0].set_title("input")
+    axes[0].set_title("network input")
     axes[1].imshow(shown, cmap=cmap, origin="lower")
     if np.nanmax(cam) > 0:
-        axes[1].imshow(cam, cmap="inferno", alpha=0.55, origin="lower")
+        layer = axes[1].imshow(cam / np.nanmax(cam), cmap="inferno", alpha=0.55,
+                               origin="lower", vmin=0, vmax=1)
+        fig.colorbar(layer, ax=axes[1], fraction=0.046, pad=0.03,
+                     label="evidence (of its peak)")
         axes[1].set_title("Grad-CAM")
     else:  # the features only argue against the class: nothing to overlay
         axes[1].set_title("Grad-CAM: no positive evidence", fontsize=9)
     limit = float(np.nanmax(np.abs(gradients))) or 1.0
-    axes[2].imshow(gradients, cmap="RdBu_r", vmin=-limit, vmax=limit, origin="lower")
+    layer = axes[2].imshow(gradients, cmap="RdBu_r", vmin=-limit, vmax=limit, origin="lower")
+    fig.colorbar(layer, ax=axes[2], fraction=0.046, pad=0.03,
+                 label="for (+) / against (-) the class")
     axes[2].set_title("integrated gradients")
     for axis in axes[:3]:
         axis.set_xticks([])
@@ -124,27 +133,37 @@ def plot_attribution(image: np.ndarray, cam: np.ndarray, gradients: np.ndarray,
     return fig
 
 
-def plot_mosaic(panels: list[list[tuple[str, str]]], path: str):
-    """A grid of cutouts read from their FITS files, a row per list of ``(file, label)``;
-    a file that cannot be read is left blank with its label. Returns the (closed) figure."""
+def plot_mosaic(panels: list[list[tuple[str | None, str]]], path: str, *, columns: int = 10):
+    """Cutouts read from their FITS files, a block of rows of at most ``columns`` per list of
+    ``(file, label)`` (a long list wraps instead of making a strip); a file that is None or
+    cannot be read is a grey panel that says so. Returns the (closed) figure."""
     from galcnn.data.fitsio import read_image
 
     plt = pyplot()
-    columns = max(len(row) for row in panels)
-    fig, axes = plt.subplots(len(panels), columns, squeeze=False,
-                             figsize=(1.9 * columns, 2.1 * len(panels)))
+    columns = min(columns, max(len(row) for row in panels))
+    lines = [row[start:start + columns] for row in panels
+             for start in range(0, len(row), columns)]
+    fig, axes = plt.subplots(len(lines), columns, squeeze=False,
+                             figsize=(1.9 * columns, 2.1 * len(lines)))
     for axis in axes.flat:
         axis.set_axis_off()
-    for r, row in enumerate(panels):
-        for c, (file, label) in enumerate(row):
+    for r, line in enumerate(lines):
+        for c, (file, label) in enumerate(line):
             axis = axes[r, c]
             try:
-                image = read_image(file.split(";")).data
+                image = read_image(file.split(";")).data if file else None
             except (OSError, ValueError):
                 image = None
             if image is not None:
                 shown, cmap = _display(np.nan_to_num(image))
                 axis.imshow(shown, cmap=cmap, origin="lower")
+            else:
+                axis.set_axis_on()
+                axis.set_facecolor("0.85")
+                axis.set_xticks([])
+                axis.set_yticks([])
+                axis.text(0.5, 0.5, "not found", ha="center", va="center", fontsize=8,
+                          transform=axis.transAxes)
             axis.set_title(label, fontsize=7)
     save_figure(fig, path)
     return fig

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from galcnn.choices import (DEVICES, DTYPES, FILL_METHODS, FIT_MODES, STRETCH_CHOICES,
+from galcnn.choices import (ARCHITECTURES, DEVICES, DTYPES, FILL_METHODS, FIT_MODES, STRETCH_CHOICES,
                             STRETCH_SCOPES, parse_device)
 
 __all__ = ["add_options", "inputs_argument", "hdu_option", "device_option", "no_amp_option",
@@ -64,6 +64,27 @@ def parse_where(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
     return where
 
 
+def parse_pairs(ctx, param, value: str | None) -> list[tuple[str, str]] | None:
+    """``A:B,C:D`` -> [("A", "B"), ("C", "D")]; ``none`` -> []; unset -> None (by name)."""
+    if value is None:
+        return None
+    if value.strip().lower() == "none":
+        return []
+    pairs = []
+    for item in value.split(","):
+        a, sep, b = item.partition(":")
+        if not sep or not a.strip() or not b.strip():
+            raise click.BadParameter(f"{item!r}: write A:B, e.g. spiral_cw:spiral_acw")
+        pairs.append((a.strip(), b.strip()))
+    return pairs
+
+
+mirror_pairs_option = click.option(
+    "--mirror-pairs", callback=parse_pairs, metavar="A:B,...|none",
+    help="Classes that are mirror images of each other, so a reflection turns one into the "
+         "other (default: found by name, e.g. spiral_cw:spiral_acw).")
+
+
 def parse_percentiles(ctx, param, value: str | None) -> tuple[float, float] | None:
     if value is None:
         return None
@@ -108,18 +129,33 @@ def check_inputs(ctx, param, values: tuple[str, ...]) -> list[str]:
 inputs_argument = click.argument("inputs", nargs=-1, required=True, callback=check_inputs)
 
 
-class ArchitectureChoice(click.Choice):
-    """``auto`` and the architectures :mod:`galcnn.models` has registered, read when first
-    needed, so that only ``train --help`` pays for importing the networks."""
+def ArchitectureChoice() -> click.Choice:  # noqa: N802  (a click type, as click.Choice)
+    """``auto`` and galcnn's own architectures, named without importing the networks (a
+    command line process holds no other: those are registered by code that imports galcnn)."""
+    return click.Choice(("auto", *ARCHITECTURES))
 
-    def __init__(self) -> None:
-        self.case_sensitive = True
 
-    @property
-    def choices(self) -> tuple[str, ...]:
-        from galcnn.models import list_models
+class SectionedCommand(click.Command):
+    """A command whose ``--help`` lists its options in titled sections, in the order given
+    (``sections``: title and option names, or None for every option not named elsewhere),
+    the common ones first."""
 
-        return ("auto", *list_models())
+    def __init__(self, *args, sections: list[tuple[str, list[str]]] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sections = list(sections)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        help_name = self.get_help_option(ctx).name if self.get_help_option(ctx) else None
+        records = {param.name: param.get_help_record(ctx) for param in self.get_params(ctx)}
+        records = {name: record for name, record in records.items() if record}
+        named = {name for _, names in self.sections for name in names or ()}
+        rest = [name for name in records if name not in named and name != help_name]
+        for title, names in self.sections + [("Other options", [help_name])]:
+            rows = [records.pop(name) for name in (rest if names is None else names)
+                    if name in records]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
 
 
 # ---------------------------------------------------------------------------- single options
@@ -268,7 +304,7 @@ def recipe_from(params: dict):
 
 
 def prepare_options_from(params: dict, *, augment: str = "none", copies: int = 0,
-                         seed: int = 0):
+                         seed: int = 0, mirror_pairs=None):
     """:class:`galcnn.stages.prepare.PrepareOptions` of the recipe and split options."""
     from galcnn.stages.prepare import PrepareOptions
 
@@ -276,9 +312,28 @@ def prepare_options_from(params: dict, *, augment: str = "none", copies: int = 0
         return PrepareOptions(preprocess=recipe_from(params), augment=augment, copies=copies,
                               val_fraction=params["val_fraction"],
                               test_fraction=params["test_fraction"], seed=seed,
-                              masks=params["masks"], mask_nsigma=params["mask_nsigma"])
+                              masks=params["masks"], mask_nsigma=params["mask_nsigma"],
+                              mirror_pairs=None if mirror_pairs is None
+                              else tuple(mirror_pairs))
     except ValueError as exc:
         raise click.UsageError(str(exc))
+
+
+FITS_NAMES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
+
+
+def table_format(chosen: str | None, out_path: str) -> str:
+    """The table format: as chosen, else from the output's name; a choice its name
+    contradicts (FITS into ``p.csv``) is a usage error, not a file a reader misreads."""
+    named = "fits" if out_path.lower().endswith(FITS_NAMES) else (
+        "csv" if out_path.lower().endswith(".csv") else None)
+    if chosen is None:
+        return named or "csv"
+    if named is not None and named != chosen:
+        raise click.BadParameter(f"--format {chosen} does not fit the output {out_path}: name "
+                                 f"it .{chosen}, or leave --format out",
+                                 param_hint="'--format'")
+    return chosen
 
 
 def label_kwargs(params: dict) -> dict:

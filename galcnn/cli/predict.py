@@ -8,8 +8,9 @@ from contextlib import ExitStack
 import click
 
 from galcnn.choices import TABLE_FORMATS
-from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run, stdout
-from galcnn.cli.options import STREAM_OPTIONS, add_options, chosen_shard, inputs_argument
+from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run, stderr, stdout
+from galcnn.cli.options import (STREAM_OPTIONS, add_options, chosen_shard, inputs_argument,
+                                table_format)
 
 
 @click.command("predict")
@@ -17,15 +18,18 @@ from galcnn.cli.options import STREAM_OPTIONS, add_options, chosen_shard, inputs
 @inputs_argument
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Output table (written as OUT.partial, renamed when complete).")
-@click.option("--format", "fmt", type=click.Choice(TABLE_FORMATS), default="csv",
-              show_default=True, help="csv, or a FITS binary table with provenance keywords.")
-@click.option("--tta", is_flag=True, help="Add the spread of the beliefs across the model's "
-                                          "symmetry group (the beliefs are always pooled over "
-                                          "it).")
+@click.option("--format", "fmt", type=click.Choice(TABLE_FORMATS), default=None,
+              help="csv, or a FITS binary table with provenance keywords [default: from OUT's "
+                   "name: fits for .fits, else csv].")
+@click.option("--spread", is_flag=True,
+              help="Add the spread of the beliefs across the model's symmetry copies (the "
+                   "beliefs are always pooled over them).")
+@click.option("--tta", is_flag=True, hidden=True,
+              help="The old name of --spread (evaluate's and segment's --tta pool or not).")
 @click.option("--mc-dropout", type=click.IntRange(0), default=0, show_default=True,
               help="Monte-Carlo dropout samples (averaged; adds their spread).")
 @add_options(STREAM_OPTIONS)
-def command(model, inputs, out_path, fmt, tta, mc_dropout, shard, resume, overwrite,
+def command(model, inputs, out_path, fmt, spread, tta, mc_dropout, shard, resume, overwrite,
             batch_size, device, no_amp, workers, hdu, band_pattern, bands):
     """Class beliefs of MODEL for every object in INPUTS (files, directories, globs, @lists).
 
@@ -43,8 +47,13 @@ def command(model, inputs, out_path, fmt, tta, mc_dropout, shard, resume, overwr
     from galcnn.stages.predict import PredictOptions, predict
 
     chosen = chosen_shard(shard)
-    options = PredictOptions(batch_size=batch_size, tta=tta, mc_dropout=mc_dropout,
-                             device=device, workers=workers, amp=not no_amp, format=fmt)
+    if tta:
+        stderr().print("galcnn predict: --tta is now --spread (it adds the spread across the "
+                       "symmetry copies; the beliefs are always pooled over them)",
+                       markup=False)
+    options = PredictOptions(batch_size=batch_size, spread=spread or tta,
+                             mc_dropout=mc_dropout, device=device, workers=workers,
+                             amp=not no_amp, format=table_format(fmt, out_path))
     with ExitStack() as stack:
         def reporter(total: int):
             return stack.enter_context(progress_reporter(total, "predict", unit="cutouts"))
@@ -61,8 +70,8 @@ def command(model, inputs, out_path, fmt, tta, mc_dropout, shard, resume, overwr
     resumed = (f", {result.n_skipped_resume} kept from the interrupted run"
                if result.n_skipped_resume else "")
     rate = result.n_ok / max(result.elapsed_s, 1e-9)
-    stdout().print(f"Wrote {result.n_rows} rows{part} to [bold]{result.out_path}[/]: "
+    stdout().print(f"Wrote {result.n_rows} rows{part} to {result.out_path}: "
                    f"{result.n_ok} predicted{flagged}, {result.n_failed} failed{resumed} "
-                   f"({result.elapsed_s:.1f} s, {rate:.0f} cutouts/s)")
+                   f"({result.elapsed_s:.1f} s, {rate:.0f} cutouts/s)", markup=False)
     if result.n_failed:
         sys.exit(EXIT_SOME_FAILED)

@@ -11,7 +11,8 @@ import click
 from galcnn.choices import GROUPS
 from galcnn.cli.main import EXIT_SOME_FAILED, command_line, report_failures, run, stdout
 from galcnn.cli.options import (LABEL_OPTIONS, RECIPE_OPTIONS, SPLIT_OPTIONS, add_options,
-                                inputs_argument, label_kwargs, overwrite_option,
+                                inputs_argument, label_kwargs, mirror_pairs_option,
+                                overwrite_option,
                                 prepare_options_from, seed_option, workers_option)
 
 
@@ -24,12 +25,15 @@ from galcnn.cli.options import (LABEL_OPTIONS, RECIPE_OPTIONS, SPLIT_OPTIONS, ad
 @seed_option("Seed for the split and augmentation.")
 @click.option("--augment", type=click.Choice(GROUPS), default="none", show_default=True,
               help="Symmetry group for augmented copies: rot90 keeps winding sense, dihedral "
-                   "adds flips (swaps spiral_cw/acw), rotate uses any angle.")
+                   "adds reflections (a reflected copy of a mirror-pair class, spiral_cw, is "
+                   "labelled as its partner, spiral_acw), rotate uses any angle.")
+@mirror_pairs_option
 @click.option("--copies", type=click.IntRange(0), default=0, show_default=True,
               help="Transformed copies per training cutout (validation/test never augmented).")
 @workers_option("Parallel reading processes [default: usable CPUs].")
 @overwrite_option("Replace an existing output directory.")
-def command(inputs, out_dir, no_labels, seed, augment, copies, workers, overwrite, **params):
+def command(inputs, out_dir, no_labels, seed, augment, mirror_pairs, copies, workers, overwrite,
+            **params):
     """Prepare FITS cutouts in INPUTS (files, directories, globs, @list files) for training.
 
     \b
@@ -41,7 +45,8 @@ def command(inputs, out_dir, no_labels, seed, augment, copies, workers, overwrit
     from galcnn.progress import progress_reporter
     from galcnn.stages.prepare import prepare
 
-    options = prepare_options_from(params, augment=augment, copies=copies, seed=seed)
+    options = prepare_options_from(params, augment=augment, copies=copies, seed=seed,
+                                   mirror_pairs=mirror_pairs)
     with ExitStack() as stack:
         def reporter(total: int):
             return stack.enter_context(progress_reporter(total, "prepare", unit="cutouts"))
@@ -64,10 +69,12 @@ def report_prepared(result) -> None:
               f"into [bold]{result.out_dir}[/] ({result.n_bands} band(s), {width}x{height} px, "
               f"{result.elapsed_s:.1f} s)")
     if result.classes:
-        source = result.label_source
-        if source.startswith("table:"):
-            source = os.path.basename(source[len("table:"):])
-        out.print(f"Labels from {source}; samples per class and split:")
+        pieces = [piece[len("table:"):] if piece.startswith("table:") else piece
+                  for piece in result.label_source.split("; ")]
+        if len(pieces) == 1 and result.label_source.startswith("table:"):
+            pieces = [os.path.basename(pieces[0])]
+        out.print(f"Labels from {', '.join(pieces)}; samples per class and split:",
+                  markup=False)
         table = Table()
         table.add_column("class")
         splits = [s for s in ("train", "val", "test") if s in result.class_counts]

@@ -33,9 +33,18 @@ def command(table, queries, k, out_path, no_mosaic):
     from galcnn.stages.similar import similar
 
     result = run(similar, table, list(queries), out_path, k=k, mosaic=not no_mosaic)
-    report_failures("similar", result.failures, out_path)
-    mosaic = f" and [bold]{result.mosaic_path}[/]" if result.mosaic_path else ""
-    stdout().print(f"Wrote the {k} nearest of {result.n_queries} queries to "
-                   f"[bold]{result.out_path}[/]{mosaic} ({result.elapsed_s:.1f} s)")
-    if result.failures:
+    report_failures("similar", result.failures + result.missing, out_path)
+    per_query = result.n_neighbours // max(result.n_queries, 1)
+    fewer = (f" (-k {k}: the table has only {result.n_searched - 1} other embedded rows)"
+             if per_query < k else "")
+    from galcnn.stages.similar import MOSAIC_NEIGHBOURS
+
+    shown = (f" (the mosaic shows the nearest {MOSAIC_NEIGHBOURS})"
+             if per_query > MOSAIC_NEIGHBOURS else "")
+    mosaic = f" and {result.mosaic_path}{shown}" if result.mosaic_path else ""
+    queries_said = "query" if result.n_queries == 1 else "queries"
+    stdout().print(f"Wrote the {per_query} nearest of {result.n_queries} {queries_said}"
+                   f"{fewer} to {result.out_path}{mosaic} ({result.elapsed_s:.1f} s)",
+                   markup=False)
+    if result.failures or result.missing:
         sys.exit(EXIT_SOME_FAILED)

@@ -7,6 +7,7 @@ import os
 import shlex
 import sys
 from contextlib import ExitStack
+from dataclasses import fields
 
 import click
 
@@ -14,6 +15,7 @@ from galcnn.choices import CLASS_WEIGHTS, MONITORS, SCHEDULES, SYMMETRIES, TASKS
 from galcnn.cli.main import command_line, run, stderr, stdout
 from galcnn.cli.options import (LABEL_OPTIONS, RECIPE_OPTIONS, SPLIT_OPTIONS, ArchitectureChoice,
                                 add_options, batch_size_option, device_option, label_kwargs,
+                                mirror_pairs_option, SectionedCommand,
                                 no_amp_option, overwrite_option, prepare_options_from, seed_option,
                                 workers_option)
 from galcnn.cli.report import class_metrics_table, pixel_metrics_table
@@ -23,21 +25,22 @@ from galcnn.interrupt import Interrupted, exit_code_for, signal_name, stop_on_si
 logger = logging.getLogger("galcnn")
 
 
-def _parse_pairs(ctx, param, value: str | None):
-    if value is None:
-        return None
-    if value.strip().lower() == "none":
-        return []
-    pairs = []
-    for item in value.split(","):
-        a, sep, b = item.partition(":")
-        if not sep or not a.strip() or not b.strip():
-            raise click.BadParameter(f"{item!r}: write A:B, e.g. spiral_cw:spiral_acw")
-        pairs.append((a.strip(), b.strip()))
-    return pairs
+#: train --help: the options most runs set first, then the finer ones, then raw data's.
+SECTIONS = [
+    ("Run", ["data", "run_dir", "task", "arch", "epochs", "resume", "overwrite", "device",
+             "seed"]),
+    ("Network and optimisation", ["width", "depth", "dropout", "symmetry", "mirror_pairs",
+                                  "batch_size", "lr", "weight_decay", "schedule",
+                                  "warmup_epochs", "label_smoothing", "class_weights",
+                                  "balanced_sampling", "patience", "monitor", "ema_epochs",
+                                  "init_from", "freeze"]),
+    ("Hardware", ["no_amp", "workers", "dist_timeout"]),
+    ("Raw cutouts in --data (prepared into RUN/prepared; as in galcnn prepare)",
+     None),
+]
 
 
-@click.command("train")
+@click.command("train", cls=SectionedCommand, sections=SECTIONS)
 @click.option("--data", required=True, type=click.Path(exists=True),
               help="A prepared dataset (galcnn prepare) or a directory of raw cutouts, then "
                    "prepared into RUN/prepared with the data options below.")
@@ -48,7 +51,9 @@ def _parse_pairs(ctx, param, value: str | None):
                    "(needs masks: prepare --masks).")
 @click.option("--arch", type=ArchitectureChoice(), default="auto", show_default=True,
               help="resnet: residual network; cnn: compact conv/pool/dropout/dense network; "
-                   "unet: for --task segment. auto: resnet, or unet to segment.")
+                   "gcnn: group convolutions, invariant to right-angle rotations and "
+                   "reflections by construction; unet: for --task segment. auto: resnet, or "
+                   "unet to segment.")
 @click.option("--width", type=click.IntRange(4), default=None,
               help="Channels of the first stage, doubling per stage [default: 32; U-Net 16].")
 @click.option("--depth", type=click.IntRange(1, 6), default=3, show_default=True,
@@ -61,9 +66,7 @@ def _parse_pairs(ctx, param, value: str | None):
                    "when classes come in mirror pairs (spiral_cw/spiral_acw, swapped under "
                    "reflection), else rotate (any angle in training, pooled over right "
                    "angles; rot90 for --task segment). rot90 and rotate never flip.")
-@click.option("--mirror-pairs", callback=_parse_pairs, metavar="A:B,...|none",
-              help="Classes a reflection exchanges (default: found by name, e.g. "
-                   "spiral_cw:spiral_acw).")
+@mirror_pairs_option
 @click.option("--epochs", type=click.IntRange(1), default=50, show_default=True,
               help="Most epochs to train.")
 @click.option("--patience", type=click.IntRange(1), default=15, show_default=True,
@@ -124,7 +127,7 @@ def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_p
     """
     from galcnn.distributed import distributed_from_env
     from galcnn.stages.prepare import prepare
-    from galcnn.stages.train import TASK_TYPES, TrainOptions, train
+    from galcnn.stages.train import TASK_TYPES, TrainOptions, resumed_options, train
 
     options = TrainOptions(
         task=task, arch=arch, width=width, depth=depth, dropout=dropout, symmetry=symmetry,
@@ -134,7 +137,11 @@ def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_p
         balanced_sampling=balanced_sampling, monitor=monitor, patience=patience, seed=seed,
         ema_epochs=ema_epochs, device=device, workers=workers, amp=not no_amp,
         init_from=init_from, freeze=freeze, dist_timeout=dist_timeout)
-    prepare_options = prepare_options_from(data_params, seed=seed)
+    if resume:  # the run's own options, but those given on this command line
+        given = _given_options(click.get_current_context())
+        options = run(resumed_options, run_dir,
+                      {name: getattr(options, name) for name in given})
+    prepare_options = prepare_options_from(data_params, seed=seed, mirror_pairs=mirror_pairs)
 
     def prepare_raw(target: str) -> None:
         """Raw cutouts in ``--data``: prepared into RUN/prepared with the data options."""
@@ -145,11 +152,12 @@ def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_p
         logger.info("prepared %d samples from %s into %s (%d failed)", result.n_samples, data,
                     target, len(result.failures))
 
-    score = TASK_TYPES[task]
+    score = TASK_TYPES[options.task]
     launch = distributed_from_env()
     interactive = sys.stderr.isatty() and logger.isEnabledFor(logging.INFO) and launch.is_main
     with ExitStack() as stack:
-        display = (stack.enter_context(TrainDisplay(epochs, score.score_name, score.score_column))
+        display = (stack.enter_context(TrainDisplay(options.epochs, score.score_name,
+                                                    score.score_column))
                    if interactive else None)
         stop = stack.enter_context(stop_on_signals(display.announce_stop if display
                                                    else _announce_stop))
@@ -161,9 +169,13 @@ def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_p
                          command=command_line())
         except Interrupted as exc:
             stack.close()
-            _report_stop(exc, launch)
+            _report_stop(exc, launch, run_dir)
     if result is not None:
         _report(result)
+        if stop.signum is not None and launch.is_main:
+            stderr().print(f"galcnn train: {signal_name(stop.signum)} came after the last "
+                           "epoch: the run was finished, every output is complete",
+                           markup=False)
 
 
 def _announce_stop(signum: int) -> None:
@@ -174,18 +186,35 @@ def _announce_stop(signum: int) -> None:
                        "saving last.pt", markup=False)
 
 
-def _report_stop(exc: Interrupted, launch) -> None:
+def _given_options(context: click.Context) -> list[str]:
+    """The TrainOptions fields given on the command line (not left at their defaults)."""
+    from click.core import ParameterSource
+    from galcnn.stages.train import TrainOptions
+
+    renamed = {"no_amp": "amp"}
+    names = {f.name for f in fields(TrainOptions)}
+    return [renamed.get(name, name) for name in context.params
+            if renamed.get(name, name) in names and context.get_parameter_source(name)
+            not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)]
+
+
+def _report_stop(exc: Interrupted, launch, run_dir: str) -> None:
     """How the run stopped, what was kept, and the command that continues it (said once,
     by rank 0 of a distributed job); exit 128+N."""
     if launch.is_main:
         err = stderr()
+        last = os.path.join(run_dir, "last.pt")
         if exc.saved:
             err.print(f"galcnn train: stopped by {signal_name(exc.signum)}; {exc.saved}.",
                       markup=False)
-            err.print(f"Continue with: {resume_command(launch)}", markup=False)
+        elif os.path.isfile(last):  # a second signal: stopped at once, nothing new saved
+            err.print(f"galcnn train: stopped by {signal_name(exc.signum)} at once; {last} "
+                      "from the last complete epoch is kept.", markup=False)
         else:
             err.print(f"galcnn train: stopped by {signal_name(exc.signum)} before the first "
                       "checkpoint; nothing was kept.", markup=False)
+        if exc.saved or os.path.isfile(last):
+            err.print(f"Continue with: {resume_command(launch)}", markup=False)
     raise click.exceptions.Exit(exit_code_for(exc.signum))
 
 
@@ -212,8 +241,14 @@ def _report(result) -> None:
     metrics = result.metrics
     out = stdout()
     stop = " (early stop)" if result.stopped_early else ""
-    out.print(f"Trained {result.epochs_run} epoch(s){stop} in {result.elapsed_s / 60:.1f} min; "
-              f"best epoch {result.best_epoch}, saved to [bold]{result.run_dir}/best.pt[/]")
+    if result.already_complete:
+        more = "" if result.stopped_early else " (a larger --epochs trains on)"
+        out.print(f"{result.run_dir} is already complete: {result.epochs_run} epoch(s){stop}, "
+                  f"best epoch {result.best_epoch}; nothing to resume{more}", markup=False)
+    else:
+        out.print(f"Trained {result.epochs_run} epoch(s){stop} in "
+                  f"{result.elapsed_s / 60:.1f} min; best epoch {result.best_epoch}, saved to "
+                  f"{result.run_dir}/best.pt", markup=False)
     if "mean_iou" in metrics:
         out.print(pixel_metrics_table(metrics, "Validation split, best epoch (pixels)"))
         out.print(f"pixel accuracy {metrics['accuracy']:.3f}   mean IoU {metrics['mean_iou']:.3f}")

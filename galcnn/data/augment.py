@@ -21,7 +21,8 @@ import numpy as np
 
 from galcnn.choices import GROUPS
 
-__all__ = ["D4", "Rotation", "group_elements", "parse_transform", "choose_transforms"]
+__all__ = ["D4", "Rotation", "group_elements", "parse_transform", "choose_transforms",
+           "find_mirror_pairs", "check_mirror_pairs", "is_reflection"]
 
 
 @dataclass(frozen=True)
@@ -117,3 +118,40 @@ def choose_transforms(group: str, copies: int, rng: np.random.Generator) -> list
         order = rng.permutation(len(others))
         chosen.extend(others[i] for i in order[: copies - len(chosen)])
     return chosen
+
+
+#: Class-name pairs that are mirror images of each other, found without the user naming them.
+_MIRROR_PATTERNS = [(r"(.*)(?<![a-z])cw$", r"\1acw"), (r"(.*)clockwise$", r"\1anticlockwise"),
+                    (r"(.*)(?<![a-z])z$", r"\1s"), (r"(.*)left$", r"\1right")]
+
+
+def find_mirror_pairs(classes: list[str]) -> list[tuple[str, str]]:
+    """Pairs of classes that a reflection exchanges, by name: ``spiral_cw``/``spiral_acw``,
+    ``..._clockwise``/``..._anticlockwise``, ``z``/``s``, ``left``/``right``."""
+    lower = {c.lower(): c for c in classes}
+    pairs = []
+    for name in classes:
+        for pattern, partner in _MIRROR_PATTERNS:
+            match = re.fullmatch(pattern, name.lower())
+            if match:
+                other = match.expand(partner)
+                if other in lower and other != name.lower():
+                    pairs.append((name, lower[other]))
+    return pairs
+
+
+def check_mirror_pairs(pairs, classes: list[str]) -> list[tuple[str, str]]:
+    """``pairs`` as a list of tuples, each class of each pair one of ``classes`` (ValueError
+    else)."""
+    checked = [(str(a), str(b)) for a, b in pairs]
+    for a, b in checked:
+        if a not in classes or b not in classes:
+            raise ValueError(f"--mirror-pairs {a}:{b}: both must be classes "
+                             f"({', '.join(classes)})")
+    return checked
+
+
+def is_reflection(transform: str) -> bool:
+    """Whether a manifest transform (``flip``, ``flip+rot90``, ...) mirrors the image."""
+    parsed = parse_transform(transform)
+    return isinstance(parsed, D4) and parsed.flip

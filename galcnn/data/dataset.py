@@ -97,6 +97,19 @@ class PreparedDataset:
         return dict(self.metadata.get("options", {}))
 
     @property
+    def mirror_pairs(self) -> list[tuple[str, str]] | None:
+        """The mirror-image class pairs whose reflected copies carry the partner's label
+        (None: a set prepared before galcnn recorded them)."""
+        pairs = self.metadata.get("mirror_pairs")
+        return None if pairs is None else [(str(a), str(b)) for a, b in pairs]
+
+    @property
+    def has_reflected_copies(self) -> bool:
+        """Whether the set holds stored copies that mirror their cutout."""
+        options = self.options
+        return options.get("augment") == "dihedral" and bool(options.get("copies"))
+
+    @property
     def has_masks(self) -> bool:
         return bool(self.metadata.get("masks")) and all(r.get("mask_shard") for r in self.rows)
 

@@ -15,8 +15,8 @@ import numpy as np
 
 from galcnn.data.inputs import Source, strip_fits_suffix
 
-__all__ = ["LabelTable", "ResolvedLabels", "read_label_table", "find_label_file", "match_labels",
-           "labels_from_directories", "choose_classes", "resolve_labels"]
+__all__ = ["LabelTable", "ResolvedLabels", "read_label_table", "find_label_file", "label_file_in",
+           "match_labels", "labels_from_directories", "choose_classes", "resolve_labels"]
 
 ID_COLUMNS = ("file", "filename", "path", "id", "objid", "name", "object")
 LABEL_COLUMNS = ("label", "class", "morphology", "type")
@@ -130,10 +130,17 @@ def read_label_table(path: str, *, id_column: str | None = None,
 
 def find_label_file(inputs: list[str]) -> str | None:
     """A ``labels.csv`` (or .fits/.ecsv) inside the single input directory, if there is one."""
-    if len(inputs) != 1 or not os.path.isdir(inputs[0]):
+    if len(inputs) != 1:
+        return None
+    return label_file_in(inputs[0])
+
+
+def label_file_in(folder: str) -> str | None:
+    """A ``labels.csv`` (or .fits/.ecsv) inside ``folder``, if it is a folder holding one."""
+    if not os.path.isdir(folder):
         return None
     for name in LABEL_FILE_NAMES:
-        candidate = os.path.join(inputs[0], name)
+        candidate = os.path.join(folder, name)
         if os.path.isfile(candidate):
             return candidate
     return None
@@ -171,15 +178,15 @@ def match_labels(sources: list[Source], table: LabelTable
 def labels_from_directories(sources: list[Source]) -> dict[Source, str] | None:
     """``cutouts/<class>/...`` layout: the first folder below the input root is the label.
 
-    Returns None unless every source sits in a subfolder and there are at least two classes.
-    """
+    Returns None unless every source sits in a subfolder. One folder is one class (what a
+    classifier cannot train on, but must be told, not read as no labels)."""
     labels = {}
     for source in sources:
         relative = os.path.relpath(source.paths[0], source.root).replace(os.sep, "/")
         if "/" not in relative or relative.startswith(".."):
             return None
         labels[source] = relative.split("/", 1)[0]
-    return labels if len(set(labels.values())) >= 2 else None
+    return labels or None
 
 
 def choose_classes(labels: dict[Source, str], classes: list[str] | None
@@ -226,25 +233,74 @@ def resolve_labels(sources: list[Source], inputs: list[str], *, table: str | Non
                    id_column: str | None = None, label_column: str | None = None,
                    where: dict[str, str] | None = None, no_labels: bool = False
                    ) -> ResolvedLabels:
-    """Labels by precedence: ``table``, a ``labels.csv`` inside the single input directory,
-    class-named subdirectories, or none. Raises ValueError when a table matches no input."""
+    """Labels by precedence: ``table`` for every input; else, for each input folder on its
+    own, a ``labels.csv`` inside it, then its class-named subdirectories; else none (the
+    sources of an input without labels are then unlabelled). Raises ValueError when a table
+    matches no input."""
     if no_labels:
         return ResolvedLabels(None, "none")
-    table = table or find_label_file(list(inputs))
     if table:
-        read = read_label_table(table, id_column=id_column, label_column=label_column,
-                                where=where)
-        labels, unlabelled, missing = match_labels(sources, read)
-        if not labels:
-            raise ValueError(f"{table}: no label matched any input file (ids like "
-                             f"{next(iter(read.labels), '?')!r} vs files like "
-                             f"{sources[0].paths[0]!r}); check --id-column")
-        info = {"table": os.path.abspath(table), "id_column": read.id_column,
-                "label_column": read.label_column, "where": dict(where or {}),
-                "rows": read.n_rows, "rows_filtered_out": read.n_filtered,
-                "rows_without_label": read.n_empty, "conflicting_ids": read.conflicts}
-        return ResolvedLabels(labels, f"table:{table}", unlabelled, missing, info)
-    labels = labels_from_directories(sources)
+        return _from_table(sources, table, id_column, label_column, where)
+    by_root: dict[str, list[Source]] = {}
+    for source in sources:
+        by_root.setdefault(source.root, []).append(source)
+    parts = {root: _from_folder(root, members, id_column, label_column, where)
+             for root, members in by_root.items()}
+    if len(parts) == 1:
+        return next(iter(parts.values()))
+    labelled = [part for part in parts.values() if part.labels is not None]
+    if not labelled:
+        return ResolvedLabels(None, "none")
+    return ResolvedLabels(
+        {s: label for part in labelled for s, label in part.labels.items()},
+        "; ".join(f"{part.source} ({root})" if part.source in ("none", "directories")
+                  else part.source for root, part in parts.items()),
+        [s for root, part in parts.items()
+         for s in (part.unlabelled if part.labels is not None else by_root[root])],
+        [m for part in labelled for m in part.missing],
+        {"per_input": [{"input": root, "source": part.source, **part.info}
+                       for root, part in parts.items()],
+         "conflicting_ids": [c for part in labelled
+                             for c in part.info.get("conflicting_ids", [])]})
+
+
+def _from_folder(root: str, members: list[Source], id_column, label_column,
+                 where) -> ResolvedLabels:
+    """One input folder's labels: its own labels.csv, else its class folders, else none."""
+    table = label_file_in(root)
+    if table:
+        return _from_table(members, table, id_column, label_column, where)
+    labels = labels_from_directories(members)
     if labels is not None:
         return ResolvedLabels(labels, "directories")
     return ResolvedLabels(None, "none")
+
+
+def _from_table(sources: list[Source], table: str, id_column, label_column,
+                where) -> ResolvedLabels:
+    read = read_label_table(table, id_column=id_column, label_column=label_column,
+                            where=where)
+    labels, unlabelled, missing = match_labels(sources, read)
+    if not labels:
+        if where and read.n_filtered == read.n_rows:
+            raise ValueError(_no_row_passes(table, where))
+        raise ValueError(f"{table}: no label matched any input file (ids like "
+                         f"{next(iter(read.labels), '?')!r} vs files like "
+                         f"{sources[0].paths[0]!r}); check --id-column")
+    info = {"table": os.path.abspath(table), "id_column": read.id_column,
+            "label_column": read.label_column, "where": dict(where or {}),
+            "rows": read.n_rows, "rows_filtered_out": read.n_filtered,
+            "rows_without_label": read.n_empty, "conflicting_ids": read.conflicts}
+    return ResolvedLabels(labels, f"table:{table}", unlabelled, missing, info)
+
+
+def _no_row_passes(table: str, where: dict[str, str]) -> str:
+    """Which filter kept no row of the table, and the values its column holds."""
+    columns, rows = _read_rows(table)
+    said = []
+    for column, wanted in where.items():
+        name = _pick_column(columns, column, (), f"filter ({column})", table)
+        values = sorted({str(row.get(name, "")).strip() for row in rows})
+        shown = ", ".join(repr(v) for v in values[:8]) + (", ..." if len(values) > 8 else "")
+        said.append(f"{column}={wanted} (the column holds {shown})")
+    return (f"{table}: no row passes --where {' and '.join(said)}; nothing to label")

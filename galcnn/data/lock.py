@@ -47,7 +47,11 @@ def output_lock(path: str) -> Iterator[None]:
 
     lock_file = lock_path(path)
     while True:
-        descriptor = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            descriptor = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # the output's place cannot be written: name the output
+            reason = exc.strerror or type(exc).__name__
+            raise GalcnnError(f"{path}: cannot write there ({reason})") from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

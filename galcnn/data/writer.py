@@ -11,6 +11,7 @@ import shutil
 
 import numpy as np
 
+from galcnn.data.augment import is_reflection
 from galcnn.data.atomic import (make_parent, replace_directory, temporary_path, write_csv,
                                 write_json, write_text)
 from galcnn.data.dataset import (FORMAT_NAME, FORMAT_VERSION, IMAGES_DIR, MANIFEST_COLUMNS,
@@ -123,9 +124,10 @@ class DatasetWriter:
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
     def add(self, source: Source, sample, *, label: str = "", label_index: int = -1,
-            split: str = "unlabelled") -> None:
+            split: str = "unlabelled", reflected: tuple[str, int] | None = None) -> None:
         """One manifest row per image of a reader sample, storing its images (and masks)
-        unless the reader already did."""
+        unless the reader already did. ``reflected``: the label (and index) of the copies
+        that mirror the cutout, for a class whose mirror image is another class."""
         places = sample.stored or [self.images.add(image) for image in sample.images]
         mask_places = (sample.stored_masks or [self.masks.add(m) for m in sample.masks]
                        if self.masks else [("", "")] * len(places))
@@ -134,9 +136,11 @@ class DatasetWriter:
                 self._stored[kind][shard] = self._stored[kind].get(shard, 0) + 1
         for (shard, row), (mask_shard, mask_row), transform in zip(places, mask_places,
                                                                    sample.transforms):
+            name, index = (reflected if reflected and is_reflection(transform)
+                           else (label, label_index))
             self.rows.append({"index": len(self.rows), "id": source.id,
-                              "file": source.path_text, "hdu": sample.hdu, "label": label,
-                              "label_index": label_index, "split": split,
+                              "file": source.path_text, "hdu": sample.hdu, "label": name,
+                              "label_index": index, "split": split,
                               "transform": transform, "shard": shard, "row": row,
                               "ra": f"{sample.ra:.7f}", "dec": f"{sample.dec:.7f}",
                               "n_bad": sample.n_bad, "mask_shard": mask_shard,

@@ -9,22 +9,16 @@ permutation of the classes that swaps mirror-image pairs (``mirror_swap``).
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 import torch.nn.functional as F
 
-from galcnn.data.augment import group_elements
+from galcnn.data.augment import find_mirror_pairs, group_elements
 
 __all__ = ["Element", "elements_of", "find_mirror_pairs", "mirror_permutation", "apply_element",
            "invert_element", "random_elements", "random_rotations"]
 
 Element = tuple[int, bool]
-
-#: Class-name pairs that are mirror images of each other, found without the user naming them.
-_MIRROR_PATTERNS = [(r"(.*)(?<![a-z])cw$", r"\1acw"), (r"(.*)clockwise$", r"\1anticlockwise"),
-                    (r"(.*)(?<![a-z])z$", r"\1s"), (r"(.*)left$", r"\1right")]
-
 
 def elements_of(group: str, size: tuple[int, int] | list[int] | None = None) -> list[Element]:
     """The ``(k, flip)`` elements of a group (``rotate`` pools over its four right angles).
@@ -36,21 +30,6 @@ def elements_of(group: str, size: tuple[int, int] | list[int] | None = None) -> 
     if size is not None and size[0] != size[1]:
         elements = [(k, f) for k, f in elements if k % 2 == 0]
     return elements
-
-
-def find_mirror_pairs(classes: list[str]) -> list[tuple[str, str]]:
-    """Pairs of classes that a reflection exchanges, by name: ``spiral_cw``/``spiral_acw``,
-    ``..._clockwise``/``..._anticlockwise``, ``z``/``s``, ``left``/``right``."""
-    lower = {c.lower(): c for c in classes}
-    pairs = []
-    for name in classes:
-        for pattern, partner in _MIRROR_PATTERNS:
-            match = re.fullmatch(pattern, name.lower())
-            if match:
-                other = match.expand(partner)
-                if other in lower and other != name.lower():
-                    pairs.append((name, lower[other]))
-    return pairs
 
 
 def mirror_permutation(classes: list[str], pairs: list[tuple[str, str]]) -> list[int]:

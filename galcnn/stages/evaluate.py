@@ -65,6 +65,10 @@ def evaluate(model_path: str, data: str, *, split: str = "all", device: str = "a
     card = model.card
     if card.task != "classify":
         raise EvaluateError(f"{model_path}: a {card.task} model; evaluate needs a classifier")
+    unknown = [name for name in classes or () if name not in card.classes]
+    if unknown:
+        raise EvaluateError(f"class(es) {', '.join(unknown)} not among the model's classes "
+                            f"({', '.join(card.classes)})")
     if not tta:
         model = GroupPooled(model.net)
     configure_precision(torch_device, amp)

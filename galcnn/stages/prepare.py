@@ -24,7 +24,8 @@ import numpy as np
 
 from galcnn import __version__
 from galcnn.choices import GROUPS
-from galcnn.data.augment import choose_transforms
+from galcnn.data.augment import (check_mirror_pairs, choose_transforms, find_mirror_pairs,
+                                 is_reflection)
 from galcnn.data.fitsio import FitsReadError
 from galcnn.data.inputs import Source, collect_sources
 from galcnn.data.labels import choose_classes, resolve_labels
@@ -63,6 +64,9 @@ class PrepareOptions:
     masks: str = "none"
     """``none``, ``auto`` (derived, :func:`galcnn.data.masks.derive_mask`) or ``hdu:NAME``."""
     mask_nsigma: float = 2.0
+    mirror_pairs: tuple[tuple[str, str], ...] | None = None
+    """Classes that are mirror images of each other (a reflected copy of one is labelled as
+    the other); None: found by name (``spiral_cw``/``spiral_acw``, ...)."""
 
     def __post_init__(self):
         if self.augment not in GROUPS:
@@ -87,7 +91,9 @@ class PrepareOptions:
         """Everything but the recipe (stored on its own as ``preprocess``)."""
         return {"augment": self.augment, "copies": self.copies,
                 "val_fraction": self.val_fraction, "test_fraction": self.test_fraction,
-                "seed": self.seed, "masks": self.masks, "mask_nsigma": self.mask_nsigma}
+                "seed": self.seed, "masks": self.masks, "mask_nsigma": self.mask_nsigma,
+                "mirror_pairs": None if self.mirror_pairs is None
+                else [list(p) for p in self.mirror_pairs]}
 
 
 @dataclass
@@ -163,6 +169,12 @@ def prepare(inputs: list[str], out_dir: str, *, options: PrepareOptions | None =
                 class_list, label_map, dropped = [], None, {}
         except ValueError as exc:
             raise PrepareError(str(exc)) from exc
+        try:
+            pairs = (find_mirror_pairs(class_list) if options.mirror_pairs is None
+                     else check_mirror_pairs(options.mirror_pairs, class_list))
+        except ValueError as exc:
+            raise PrepareError(str(exc)) from exc
+        partner = {**dict(pairs), **{b: a for a, b in pairs}}
         used = [s for s in sources if label_map is None or s in label_map]
         if not used:
             raise PrepareError("no labelled input left to prepare")
@@ -202,9 +214,13 @@ def prepare(inputs: list[str], out_dir: str, *, options: PrepareOptions | None =
                     continue
                 label = label_map[source] if label_map is not None else ""
                 n_bad_pixels += sample.n_bad
-                counts[splits[source]][label or "unlabelled"] += len(sample.transforms)
+                mirror = partner.get(label)
+                reflected = (mirror, class_index[mirror]) if mirror else None
+                for transform in sample.transforms:
+                    name = mirror if mirror and is_reflection(transform) else label
+                    counts[splits[source]][name or "unlabelled"] += 1
                 writer.add(source, sample, label=label, label_index=class_index.get(label, -1),
-                           split=splits[source])
+                           split=splits[source], reflected=reflected)
             if not writer.rows:
                 raise PrepareError(f"no input could be prepared ({len(failures)} failed, e.g. "
                                    f"{failures[0][0]}: {failures[0][1]})" if failures else
@@ -222,6 +238,7 @@ def prepare(inputs: list[str], out_dir: str, *, options: PrepareOptions | None =
                 "n_unlabelled_files": len(found.unlabelled),
                 "n_labels_without_file": len(found.missing), "dropped_classes": dropped,
                 "labels": {"source": found.source, **found.info},
+                "mirror_pairs": [list(p) for p in pairs],
                 "preprocess": recipe.to_dict(), "options": options.to_dict(),
             }
             if label_map is None:
@@ -262,6 +279,10 @@ def _warn_about_labels(conflicts: list[str], label_map: dict | None, splits: dic
     if not label_map:
         return
     members = Counter(label_map.values())
+    if len(members) == 1:
+        logger.warning("the labels name one class only (%s): a classifier needs two or more "
+                       "(add the other class folders, or --no-labels for a set to predict)",
+                       next(iter(members)))
     in_val = Counter(label_map[s] for s, split in splits.items() if split == "val")
     for name in sorted(members):
         if members[name] < 2 or not in_val[name] and any(in_val.values()):

@@ -5,7 +5,10 @@ of the angle: 0 for the same direction, 2 for opposite), so a cutout's overall b
 which scales a vector more than it turns it, matters little. A query is a row of the table,
 named by its id, its file or the file's name; the query itself is never its own neighbour.
 Written: a CSV with one row per neighbour (``query, rank, id, file, ra, dec, distance``) and
-a PNG mosaic, a row per query: the query, then its neighbours nearest first.
+a PNG mosaic: for each query, the query and then its neighbours nearest first, in rows of
+``MOSAIC_COLUMNS`` panels, at most ``MOSAIC_NEIGHBOURS`` of them (the CSV has every one).
+Relative file paths are found where ``embed`` ran (the table's ``BASEDIR``), so ``similar``
+draws the same mosaic from any directory; a cutout no longer there is said, not drawn blank.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from galcnn.plots import plot_mosaic
 __all__ = ["SimilarResult", "SimilarError", "similar", "nearest", "NEIGHBOUR_COLUMNS"]
 
 NEIGHBOUR_COLUMNS = ["query", "rank", "id", "file", "ra", "dec", "distance"]
+MOSAIC_COLUMNS = 10
+MOSAIC_NEIGHBOURS = 49
 
 
 class SimilarError(GalcnnError):
@@ -36,8 +41,14 @@ class SimilarResult:
     mosaic_path: str | None
     n_queries: int
     elapsed_s: float
+    n_neighbours: int = 0
+    """Rows written: ``k`` per query, or every other row when the table has fewer."""
+    n_searched: int = 0
+    """Embedded rows searched."""
     failures: list[tuple[str, str]] = field(default_factory=list)
     """Queries not found in the table, and why."""
+    missing: list[tuple[str, str]] = field(default_factory=list)
+    """Cutouts of the mosaic that could not be found."""
 
 
 def nearest(vectors: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,12 +79,15 @@ def similar(table_path: str, queries: list[str], out_path: str, *, k: int = 10,
     rows = table[usable]
     vectors = np.asarray(rows["embedding"], dtype=np.float64)
     names = _names(rows)
-    out_rows, failures, panels = [], [], []
-    for query in queries:
-        index = names.get(query) or names.get(os.path.basename(query))
+    found = {query: names.get(query, names.get(os.path.basename(query))) for query in queries}
+    failures = [(query, f"not in {table_path} (an id, a file, or a file's name of an "
+                        "embedded row)") for query, index in found.items() if index is None]
+    if len(failures) == len(found):
+        raise SimilarError(f"no query is in {table_path}: {', '.join(found)} (give an id, a "
+                           "file, or a file's name of an embedded row)")
+    out_rows, panels = [], []
+    for query, index in found.items():
         if index is None:
-            failures.append((query, f"not in {table_path} (an id, a file, or a file's name "
-                                    "of an embedded row)"))
             continue
         chosen, distances = nearest(vectors, vectors[index], k + 1)
         keep = chosen != index
@@ -82,25 +96,52 @@ def similar(table_path: str, queries: list[str], out_path: str, *, k: int = 10,
             row = rows[int(position)]
             out_rows.append([query, rank, row["id"], row["file"], _coordinate(row, "ra"),
                              _coordinate(row, "dec"), f"{distance:.6f}"])
-        panels.append([(str(rows[index]["file"]), f"query {_short(rows[index]['id'])}")] +
-                      [(str(rows[int(p)]["file"]), f"{_short(rows[int(p)]['id'])}\nd={d:.3f}")
-                       for p, d in zip(chosen, distances)])
+        panels.append([(rows[index], f"query {_short(rows[index]['id'])}")] +
+                      [(rows[int(p)], f"{_short(rows[int(p)]['id'])}\nd={d:.3f}")
+                       for p, d in zip(chosen[:MOSAIC_NEIGHBOURS],
+                                       distances[:MOSAIC_NEIGHBOURS])])
     make_parent(out_path)
     write_csv(out_path, NEIGHBOUR_COLUMNS, out_rows)
-    mosaic_path = None
-    if mosaic and panels:
+    mosaic_path, missing = None, []
+    if mosaic:
+        base = str(table.meta.get("BASEDIR", "")) or None
+        located = [[(_located(str(row["file"]), base), label) for row, label in query_panels]
+                   for query_panels in panels]
+        missing = sorted({(str(row["file"]), _not_found(base)) for query_panels, places
+                          in zip(panels, located) for (row, _), (place, _) in
+                          zip(query_panels, places) if place is None})
         mosaic_path = os.path.splitext(out_path)[0] + ".png"
-        plot_mosaic(panels, mosaic_path)
+        plot_mosaic(located, mosaic_path, columns=MOSAIC_COLUMNS)
     return SimilarResult(out_path=out_path, mosaic_path=mosaic_path,
-                         n_queries=len(queries) - len(failures),
-                         elapsed_s=time.monotonic() - started, failures=failures)
+                         n_queries=len(found) - len(failures),
+                         elapsed_s=time.monotonic() - started, n_neighbours=len(out_rows),
+                         n_searched=len(rows), failures=failures, missing=missing)
+
+
+def _located(file: str, base: str | None) -> str | None:
+    """The cutout's file(s) as this process can open them: as written, else relative to the
+    directory ``embed`` ran in; None when they are not there."""
+    parts = []
+    for part in file.split(";"):
+        if not os.path.isabs(part) and not os.path.exists(part) and base:
+            part = os.path.join(base, part)
+        if not os.path.exists(part):
+            return None
+        parts.append(part)
+    return ";".join(parts)
+
+
+def _not_found(base: str | None) -> str:
+    return ("cutout not found (nor relative to " + base + ", where embed ran)" if base
+            else "cutout not found")
 
 
 def _read(path: str) -> Table:
     try:
-        table = Table.read(path, hdu=1, mask_invalid=False)
-    except Exception as exc:  # noqa: BLE001  astropy raises many kinds for a bad file
-        raise SimilarError(f"{path}: not a readable FITS table ({exc})") from None
+        table = Table.read(path, format="fits", hdu=1, mask_invalid=False)
+    except Exception:  # noqa: BLE001  astropy raises many kinds for a bad file
+        raise SimilarError(f"{path}: not a FITS table; similar searches the table galcnn "
+                           "embed writes (embeddings.fits)") from None
     missing = [c for c in ("id", "file", "embedding", "status") if c not in table.colnames]
     if missing or np.ndim(table["embedding"]) != 2:
         raise SimilarError(f"{path}: not an embedding table (galcnn embed writes one); "

@@ -65,6 +65,12 @@ def test_an_unwritable_place_is_named(classifier, tmp_path):
     result = _invoke(["predict", classifier, SIMULATED, "-o", "/proc/galcnn/p.csv"])
     assert result.exit_code == EXIT_FATAL
     assert _one_line_error(result) == "Error: /proc/galcnn: No such file or directory"
+    for command in (["predict", classifier, SIMULATED, "-o", "/proc/p.csv"],
+                    ["prepare", SIMULATED, "-o", "/proc/prepared"]):
+        result = _invoke(command)  # the output is named, not its lock file /proc/.p.csv.lock
+        assert result.exit_code == EXIT_FATAL
+        assert _one_line_error(result) == (f"Error: {command[-1]}: cannot write there (No "
+                                           "such file or directory)")
 
 
 def test_a_file_that_is_not_a_model_is_refused_alike(tmp_path):
@@ -285,3 +291,35 @@ def test_a_cuda_fault_stops_segment_at_once(unet, tmp_path, monkeypatch):
         "Error: the GPU failed (CUDA error: an illegal memory access was encountered CUDA "
         "kernel errors might be asynchronously reported at some other API call); this process "
         "cannot use it again")
+
+
+def test_help_and_usage_errors_come_before_torch_is_imported():
+    """train --help took 2 s (the architecture list imported the networks, and torch):
+    every command's --help, and a usage error, now come without importing torch."""
+    code = ("import sys\nfrom galcnn.cli import cli\nfor args in ({}):\n"
+            "    try:\n        cli(args)\n    except SystemExit:\n        pass\n"
+            "print('torch imported' if 'torch' in sys.modules else 'no torch')")
+    calls = [["train", "--help"], ["predict", "--help"], ["segment", "--help"],
+             ["train", "--data", SIMULATED, "--out", "x", "--arch", "resnett"],
+             ["predict", "nothing.pt", SIMULATED, "-o", "p.csv"]]
+    done = subprocess.run([sys.executable, "-c", code.format(repr(calls)[1:-1] + ",")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip().endswith("no torch"), done.stdout + done.stderr
+    assert "Invalid value for '--arch': 'resnett' is not one of 'auto', 'resnet'" in done.stderr
+
+
+def test_train_help_lists_the_common_options_first_in_sections():
+    help_text = _invoke(["train", "--help"]).output
+    titles = [line for line in help_text.splitlines() if line and not line[0].isspace()]
+    assert titles[1:] == ["Run:", "Network and optimisation:", "Hardware:",
+                          "Raw cutouts in --data (prepared into RUN/prepared; as in galcnn "
+                          "prepare):", "Other options:"]
+    run = help_text[help_text.index("Run:"):help_text.index("Network and optimisation:")]
+    assert "--epochs" in run and "--resume" in run and "--stretch" not in run
+
+
+def test_galcnn_names_its_own_architectures_as_registered():
+    from galcnn.choices import ARCHITECTURES
+    from galcnn.models import list_models
+
+    assert tuple(list_models()) == ARCHITECTURES

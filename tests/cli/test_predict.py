@@ -83,3 +83,33 @@ def test_ids_are_file_names_that_join_the_label_table(classifier, tmp_path):
     assert result.exit_code == 3  # 3-band cutouts, a 1-band model: rows with their problem
     labels = csv_rows(os.path.join(SAMPLE_DATA, "gz1", "labels.csv"))
     assert {r["id"] for r in csv_rows(out)} == {r["objid"] for r in labels}
+
+
+def test_the_table_format_follows_the_output_name_and_a_contradiction_is_refused(
+        classifier, cutouts, tmp_path):
+    """--format fits -o p.csv wrote a FITS file named .csv."""
+    runner = CliRunner()
+    result = runner.invoke(cli, ["predict", classifier, str(cutouts), "-o",
+                                 str(tmp_path / "p.csv"), "--format", "fits"])
+    assert result.exit_code == 2 and not (tmp_path / "p.csv").exists()
+    assert (f"Invalid value for '--format': --format fits does not fit the output "
+            f"{tmp_path / 'p.csv'}: name it .fits, or leave --format out") in result.output
+    result = runner.invoke(cli, ["predict", classifier, str(cutouts), "-o",
+                                 str(tmp_path / "q.fits")])
+    assert result.exit_code == 0, result.output
+    assert open(tmp_path / "q.fits", "rb").read(6) == b"SIMPLE"
+
+
+def test_spread_is_the_new_name_of_predicts_tta(classifier, cutouts, tmp_path):
+    """--tta meant 'add the spread' here and 'pool or not' in evaluate and segment."""
+    runner = CliRunner()
+    new = runner.invoke(cli, ["predict", classifier, str(cutouts), "-o", str(tmp_path / "a.csv"),
+                              "--spread"])
+    old = runner.invoke(cli, ["predict", classifier, str(cutouts), "-o", str(tmp_path / "b.csv"),
+                              "--tta"])
+    assert new.exit_code == old.exit_code == 0, old.output
+    assert "--tta is now --spread" in old.output and "--tta" not in new.output
+    assert [r["spread"] for r in csv_rows(tmp_path / "a.csv")] == \
+        [r["spread"] for r in csv_rows(tmp_path / "b.csv")]
+    assert all(r["spread"] for r in csv_rows(tmp_path / "a.csv"))
+    assert "--tta" not in runner.invoke(cli, ["predict", "--help"]).output

@@ -6,12 +6,13 @@ import json
 import os
 import shutil
 
+import pytest
 from click.testing import CliRunner
 
 from galcnn.checkpoint import load_checkpoint
 from galcnn.cli import cli
 
-from helpers import SAMPLE_DATA
+from helpers import SAMPLE_DATA, tiny
 
 
 def test_raw_cutouts_are_prepared_into_the_run(tmp_path):
@@ -37,3 +38,101 @@ def test_cli_usage_errors(tmp_path):
     assert result.exit_code == 2 and "write A:B" in result.output
     result = runner.invoke(cli, ["train", "--data", str(tmp_path / "missing"), "--out", "r"])
     assert result.exit_code == 2
+
+
+TINY = ["--width", "8", "--size", "32", "--batch-size", "16", "--warmup-epochs", "0.5"]
+
+
+def test_resume_continues_the_run_with_its_own_options(tmp_path):
+    """--resume of a finished run without its --epochs trained on to the default 50 and
+    replaced best.pt; it now continues the run it resumes, and says what a changed option
+    changes."""
+    run = tmp_path / "run"
+    args = ["train", "--data", os.path.join(SAMPLE_DATA, "simulated"), "--out", str(run)]
+    first = CliRunner().invoke(cli, [*args, *TINY, "--epochs", "2"])
+    assert first.exit_code == 0, first.output
+    best = (run / "best.pt").read_bytes()
+    again = CliRunner().invoke(cli, [*args, "--resume"])
+    assert again.exit_code == 0, again.output
+    assert f"{run} is already complete: 2 epoch(s), best epoch" in again.output
+    assert "nothing to resume (a larger --epochs trains on)" in again.output
+    assert (run / "best.pt").read_bytes() == best
+    longer = CliRunner().invoke(cli, ["-v", *args, "--resume", "--epochs", "3"])
+    assert longer.exit_code == 0, longer.output
+    assert "--resume with epochs 3: the run was started with 2" in longer.output
+    assert "Trained 3 epoch(s)" in longer.output
+    state = load_checkpoint(str(run / "last.pt"))
+    assert len(state["trainer"]["history"]) == 3
+    assert state["card"].training["options"]["width"] == 8  # not the default 32
+
+
+def test_a_second_ctrl_c_says_what_is_kept(tmp_path, monkeypatch):
+    import signal
+
+    import galcnn.stages.train as stages
+    from galcnn.interrupt import Interrupted
+
+    run = tmp_path / "run"
+    args = ["train", "--data", os.path.join(SAMPLE_DATA, "simulated"), "--out", str(run)]
+    assert CliRunner().invoke(cli, [*args, *TINY, "--epochs", "1"]).exit_code == 0
+
+    def interrupted_at_once(*a, **k):  # a second Ctrl-C: no batch boundary reached
+        raise Interrupted(signal.SIGINT)
+
+    monkeypatch.setattr(stages, "train", interrupted_at_once)
+    result = CliRunner().invoke(cli, [*args, "--resume", "--epochs", "3"])
+    assert result.exit_code == 130
+    assert (f"stopped by Ctrl-C at once; {run / 'last.pt'} from the last complete epoch is "
+            "kept.") in result.output
+    assert "nothing was kept" not in result.output and "Continue with: galcnn" in result.output
+
+
+def test_a_stop_during_the_last_epoch_stops_and_resume_finishes(simulated, tmp_path):
+    """Ctrl-C in the last epoch printed 'stopping' and then the run finished, exit 0. It
+    now stops like any other epoch; --resume finishes the run without training again."""
+    import signal
+
+    from galcnn.interrupt import Interrupted, StopRequest
+    from galcnn.stages.train import train
+
+    stop = StopRequest()
+
+    def progress(epoch, n_images):
+        def advance(n):
+            if epoch == 1:
+                stop.signum = signal.SIGINT
+        return advance
+
+    run = str(tmp_path / "run")
+    with pytest.raises(Interrupted) as caught:
+        train(simulated, run, tiny(epochs=2, batch_size=128), progress=progress, stop=stop)
+    assert caught.value.saved.endswith("holds every epoch: --resume finishes the run "
+                                       "(calibration, metrics)")
+    assert not os.path.exists(os.path.join(run, "metrics.json"))
+    result = train(simulated, run, resume=True)
+    assert not result.already_complete and result.epochs_run == 2
+    assert os.path.isfile(os.path.join(run, "metrics.json"))
+    assert len(load_checkpoint(os.path.join(run, "last.pt"))["trainer"]["history"]) == 2
+
+
+def test_a_ctrl_c_while_the_run_finishes_is_said_honestly(tmp_path, monkeypatch):
+    """One Ctrl-C after the last epoch (the run calibrating and writing its metrics) let the
+    run finish and exit 0 after 'stopping...': the output now says the run was finished."""
+    import signal
+
+    import galcnn.stages.train.loop as loop
+
+    finish = loop._Run.finish
+
+    def interrupted_finish(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        return finish(self)
+
+    monkeypatch.setattr(loop._Run, "finish", interrupted_finish)
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "--data", os.path.join(SAMPLE_DATA, "simulated"),
+                                      "--out", str(run), *TINY, "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert ("galcnn train: Ctrl-C came after the last epoch: the run was finished, every "
+            "output is complete") in result.output
+    assert (run / "metrics.json").is_file()

@@ -70,10 +70,11 @@ def test_ctrl_c_saves_says_how_to_resume_and_resume_finishes(tmp_path):
     assert partial["epoch"] + 1 == int(said[2]) and partial["batches"] == int(said[3])
     command = re.search(r"Continue with: galcnn (.*--resume)", text)[1]
     assert command.endswith("--resume") and "--epochs 200" in command
-    resumed = subprocess.run([sys.executable, "-m", "galcnn", *command.split()[:-3],
+    resumed = subprocess.run([sys.executable, "-m", "galcnn", *command.split()[:-1],
                               "--epochs", "4", "--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming {run} at epoch {said[2]} at batch {int(said[3]) + 1}" in resumed.stderr
+    assert "--resume with epochs 4: the run was started with 200" in resumed.stderr
 
 
 def _children(pid: int) -> set[int]:

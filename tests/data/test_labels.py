@@ -74,7 +74,7 @@ def test_find_label_file_and_directories(tmp_path):
     sources = [_source(root, "spiral/a.fits"), _source(root, "elliptical/b.fits")]
     assert labels_from_directories(sources) == {sources[0]: "spiral", sources[1]: "elliptical"}
     assert labels_from_directories([_source(root, "a.fits")]) is None
-    assert labels_from_directories(sources[:1]) is None  # one class is not a labelling
+    assert labels_from_directories(sources[:1]) == {sources[0]: "spiral"}  # one class, said
 
 
 def test_choose_classes_orders_and_drops():

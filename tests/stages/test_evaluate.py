@@ -71,3 +71,13 @@ def test_raw_cutouts_of_other_bands_are_named_not_a_folder(classifier, tmp_path)
         evaluate(classifier, str(raw), workers=1)
     assert str(raised.value) == (f"{raw}: 6 labelled cutout(s), every one has 3 band(s), the "
                                  f"model needs 1; e.g. {raw / 'edge_on' / '0.fits'}")
+
+
+def test_a_misspelled_class_is_refused_not_scored_perfectly(classifier):
+    """--classes eliptical,spiral_cw scored the 30 spiral_cw cutouts alone: accuracy 1.000
+    and macro-F1 1.000, exit 0. prepare refuses the same typo; so does evaluate."""
+    with pytest.raises(EvaluateError) as raised:
+        evaluate(classifier, os.path.join(SAMPLE_DATA, "simulated"), workers=1,
+                 classes=["eliptical", "spiral_cw"])
+    assert str(raised.value) == ("class(es) eliptical not among the model's classes (edge_on, "
+                                 "elliptical, spiral_acw, spiral_cw)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from galcnn.data.stretch import Stretch
 from galcnn.data.simulate import simulate_cutout
 from galcnn.stages.prepare import PrepareError, PrepareOptions, prepare
 
-from helpers import manifest_rows, metadata, noise_image, write_fits
+from helpers import SAMPLE_DATA, manifest_rows, metadata, noise_image, write_fits
 
 
 def test_class_directories_give_a_complete_dataset(class_dirs, tmp_path):
@@ -196,3 +197,90 @@ def test_constant_images_are_refused_for_training(class_dirs, tmp_path):
     result = prepare([str(class_dirs)], str(tmp_path / "out"), workers=1)
     assert [(os.path.basename(p), m) for p, m in result.failures] == [
         ("blank.fits", "constant image (every usable pixel is 0)")]
+
+
+def _labelled(cutouts) -> str:
+    """The flat folder of simulated cutouts with a labels.csv naming each one's class."""
+    names = sorted(os.listdir(cutouts))
+    (cutouts / "labels.csv").write_text("file,label\n" + "".join(
+        f"{name},{name.split('.')[0].rsplit('_', 1)[0]}\n" for name in names))
+    return str(cutouts)
+
+
+def test_mirrored_copies_of_a_mirror_pair_class_carry_the_partners_label(cutouts, tmp_path):
+    """A reflection turns a clockwise spiral into an anticlockwise one: its stored copy is
+    labelled so (it kept spiral_cw before), with the pairs recorded in the set."""
+    out = str(tmp_path / "prepared")
+    result = prepare([_labelled(cutouts)], out, workers=1,
+                     options=PrepareOptions(augment="dihedral", copies=3, val_fraction=0.0))
+    assert metadata(out)["mirror_pairs"] == [["spiral_cw", "spiral_acw"]]
+    data = PreparedDataset(out)
+    assert data.mirror_pairs == [("spiral_cw", "spiral_acw")] and data.has_reflected_copies
+    original = {r["id"]: r["label"] for r in data.rows if r["transform"] == "identity"}
+    mirrored = [r for r in data.rows if r["transform"].startswith("flip")]
+    assert mirrored
+    for row in mirrored:
+        expected = {"spiral_cw": "spiral_acw", "spiral_acw": "spiral_cw"}.get(
+            original[row["id"]], original[row["id"]])
+        assert row["label"] == expected, row
+        assert row["label_index"] == data.classes.index(expected)
+    turned = [r for r in data.rows if r["transform"].startswith("rot")]
+    assert all(r["label"] == original[r["id"]] for r in turned)
+    counted = sum(result.class_counts["train"].values())
+    assert result.class_counts["train"]["spiral_cw"] == sum(
+        r["label"] == "spiral_cw" for r in data.rows) and counted == len(data.rows)
+
+
+def test_mirror_pairs_can_be_named_or_turned_off(cutouts, tmp_path):
+    kept = str(tmp_path / "kept")
+    prepare([_labelled(cutouts)], kept, workers=1,
+            options=PrepareOptions(augment="dihedral", copies=2, mirror_pairs=()))
+    rows = manifest_rows(kept)
+    assert metadata(kept)["mirror_pairs"] == []
+    assert all(r["label"] == r["id"].rsplit("_", 1)[0] for r in rows)
+    with pytest.raises(PrepareError, match="--mirror-pairs spiral_cw:spiral: both must be "
+                                           "classes"):
+        prepare([str(cutouts)], str(tmp_path / "bad"), workers=1,
+                options=PrepareOptions(mirror_pairs=(("spiral_cw", "spiral"),)))
+
+
+def test_each_input_folder_keeps_its_own_labels(tmp_path):
+    """Two folders each with its labels.csv lost every label ("No labels"); a labelled GZ1
+    folder beside class folders gave every GZ1 galaxy the class 'cutouts'."""
+    gz1 = os.path.join(SAMPLE_DATA, "gz1")
+    other = tmp_path / "other_gz1"
+    shutil.copytree(gz1, other)
+    both = prepare([gz1, str(other)], str(tmp_path / "both"), workers=1)
+    expected = sorted({r["label"] for r in csv.DictReader(open(os.path.join(gz1, "labels.csv")))})
+    assert both.classes == expected and both.n_unlabelled == 0 and both.n_sources == 120
+    assert both.label_source == (f"table:{os.path.join(gz1, 'labels.csv')}; "
+                                 f"table:{other / 'labels.csv'}")
+    mixed = prepare([gz1, os.path.join(SAMPLE_DATA, "simulated")], str(tmp_path / "mixed"),
+                    workers=1, options=PrepareOptions(Preprocess(size=(48, 48), bands=())),
+                    classes=None)
+    rows = manifest_rows(str(tmp_path / "mixed"))
+    labels = {r["id"]: r["label"] for r in rows}
+    gz1_labels = {r["file"].split("/")[-1].split(".")[0]: r["label"]
+                  for r in csv.DictReader(open(os.path.join(gz1, "labels.csv")))}
+    assert "cutouts" not in mixed.classes
+    assert all(labels[name] == label for name, label in gz1_labels.items() if name in labels)
+    assert {"spiral_cw", "edge_on"} <= set(mixed.classes)
+
+
+def test_one_class_folder_is_one_class_and_said(tmp_path, caplog):
+    root = tmp_path / "cutouts"
+    shutil.copytree(os.path.join(SAMPLE_DATA, "simulated", "elliptical"), root / "elliptical")
+    with caplog.at_level("WARNING", logger="galcnn"):
+        result = prepare([str(root)], str(tmp_path / "out"), workers=1)
+    assert result.classes == ["elliptical"] and result.label_source == "directories"
+    assert "the labels name one class only (elliptical): a classifier needs two or more" \
+        in caplog.text
+
+
+def test_a_filter_that_keeps_no_row_is_named_with_the_values_it_could_take(tmp_path):
+    mirabest = os.path.join(SAMPLE_DATA, "mirabest")
+    with pytest.raises(PrepareError) as raised:
+        prepare([mirabest], str(tmp_path / "out"), workers=1, where={"confident": "yes"})
+    assert str(raised.value) == (f"{os.path.join(mirabest, 'labels.csv')}: no row passes "
+                                 "--where confident=yes (the column holds '1'); nothing "
+                                 "to label")

@@ -126,6 +126,9 @@ def _finish(partial: str, out_path: str, card, checksum: str) -> None:
     if card.anomaly and "anomaly" in table.colnames:
         header["ANOMK"] = (card.anomaly["k"], "anomaly: mean distance to k nearest")
         header["ANOMREF"] = (card.anomaly["n_reference"], "training embeddings scored against")
+    hdu = fits.table_to_hdu(table)
+    hdu.header["LONGSTRN"] = ("OGIP 1.0", "long strings continue over cards")
+    hdu.header["BASEDIR"] = (os.getcwd(), "relative file paths start here")
     with atomic_output(out_path) as tmp:
-        fits.HDUList([fits.PrimaryHDU(header=header), fits.table_to_hdu(table)]).writeto(tmp)
+        fits.HDUList([fits.PrimaryHDU(header=header), hdu]).writeto(tmp)
     os.remove(partial)

@@ -48,7 +48,7 @@ class PredictError(GalcnnError):
 class PredictOptions:
     batch_size: int | None = None
     """None: :func:`galcnn.runtime.inference_batch_size`."""
-    tta: bool = False
+    spread: bool = False
     """Add the spread of beliefs across the group's copies (the beliefs do not change)."""
     mc_dropout: int = 0
     device: str = "auto"
@@ -97,7 +97,7 @@ def predict(model_path: str, inputs: list[str], out_path: str,
     identity = {"model_sha256": checksum, "classes": list(card.classes),
                 "hdu": recipe.hdu, "band_pattern": recipe.band_pattern,
                 "bands": list(recipe.bands or []), "mc_dropout": options.mc_dropout,
-                "tta": options.tta, "format": options.format, **predictor.identity}
+                "spread": options.spread, "format": options.format, **predictor.identity}
     classes = card.classes
 
     def row(object_id, path, hdu, ra, dec, values=None, status="ok") -> list:
@@ -107,7 +107,7 @@ def predict(model_path: str, inputs: list[str], out_path: str,
 
     spec = TableSpec(
         columns=columns_for(classes), identity=identity, row=row,
-        compute=lambda x: predictor.beliefs(x, spread=options.tta),
+        compute=lambda x: predictor.beliefs(x, spread=options.spread),
         finish=lambda partial: finish_table(partial, out_path, options.format, card,
                                             checksum))
     return write_table(spec, inputs, out_path, options, device, recipe, started=started,

@@ -140,25 +140,29 @@ def overlay_figure(image: np.ndarray, small: np.ndarray, table: Table, foregroun
     its catalogue ``id``; text scales with the image's size on the page and stays inside the
     frame. Returns the matplotlib figure."""
     from matplotlib.patches import Patch
+    from skimage.morphology import dilation
     from skimage.segmentation import find_boundaries
 
-    colours = _class_colours(len(foreground))
+    colours = _class_colours(foreground)
     class_of = np.zeros(len(table) + 1, dtype=np.int64)  # label -> foreground class index
     if len(table):
         class_of[np.asarray(table["id"])] = [foreground.index(c) for c in table["predicted"]]
-    edges = find_boundaries(small, mode="inner")
-    overlay = np.zeros((*edges.shape, 4))
-    overlay[edges] = colours[class_of[small[edges]]]
-
     height, width = image.shape
-    inches = float(np.clip(width / 100, 6, 16))
+    inches = float(np.clip(width / 55, 9, 16))
+    points_per_pixel = inches * 72 / width
+    outline = np.where(find_boundaries(small, mode="inner"), small, 0)
+    if points_per_pixel > 0.7:  # a small field's outlines grow a pixel outwards, to show
+        outline = np.where(outline > 0, outline, dilation(outline, np.ones((3, 3), bool)))
+    edges = outline > 0
+    overlay = np.zeros((*edges.shape, 4))
+    overlay[edges] = colours[class_of[outline[edges]]]
+
     plt = pyplot()
     fig, axis = plt.subplots(figsize=(inches, inches * height / max(width, 1)))
     low, high = np.nanpercentile(image, [1, 99.5]) if np.isfinite(image).any() else (0, 1)
     axis.imshow(image, origin="lower", cmap="gray", vmin=low, vmax=high)
     axis.imshow(overlay, origin="lower", interpolation="nearest")
-    points_per_pixel = inches * 72 / width
-    fontsize = float(np.clip(7 * points_per_pixel, 3.5, 9))
+    fontsize = float(np.clip(9 * points_per_pixel, 5, 11))
     labelled = len(table) <= MAX_LABELLED
     if labelled:
         for row in table:
@@ -178,19 +182,26 @@ def overlay_figure(image: np.ndarray, small: np.ndarray, table: Table, foregroun
               for name in foreground}
     handles = [Patch(facecolor=colours[k], edgecolor="none", label=f"{name} ({counts[name]})")
                for k, name in enumerate(foreground)]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4),
-               fontsize=max(fontsize, 7), frameon=False, bbox_to_anchor=(0.5, -0.01))
+    axis.legend(handles=handles, loc="upper center", ncol=min(len(handles), 5),
+                fontsize=max(fontsize, 8), frameon=False, bbox_to_anchor=(0.5, -0.005),
+                borderaxespad=0.2)  # just under the image, whatever its shape
     note = "" if labelled else f"; numbers omitted above {MAX_LABELLED} objects"
     axis.set_title(f"{title}: {len(table)} objects, outlined in the colour of their "
                    f"class{note}", fontsize=max(fontsize, 8))
     return fig
 
 
-def _class_colours(n: int) -> np.ndarray:
-    """RGBA colours, one per foreground class, that stand out on a grey image."""
+def _class_colours(foreground: list[str]) -> np.ndarray:
+    """RGBA colours, one per foreground class, that stand out on a grey image: bright ones
+    of tab10 for the classes (not its blue, nor its brown, dark on grey), cyan for
+    ``other`` (stars and the rest)."""
     from matplotlib import colormaps
 
-    palette = colormaps["tab10"].colors if n <= 10 else colormaps["tab20"].colors
-    colours = np.ones((n, 4))
-    colours[:, :3] = [palette[(k + 1) % len(palette)] for k in range(n)]  # skip tab blue
+    palette = [c for i, c in enumerate(colormaps["tab10"].colors) if i not in (0, 5)]
+    if len(foreground) > len(palette):
+        palette = list(colormaps["tab20"].colors)
+    colours = np.ones((len(foreground), 4))
+    colours[:, :3] = [palette[k % len(palette)] for k in range(len(foreground))]
+    if foreground and foreground[-1] == "other":
+        colours[-1, :3] = (0.0, 0.9, 1.0)
     return colours

@@ -18,6 +18,7 @@ its metrics and plots. The run directory has one writer: a second ``train`` (or 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -27,7 +28,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 
 import torch
@@ -71,6 +72,34 @@ class TrainResult:
     stopped_early: bool
     elapsed_s: float
     history: list[dict] = field(default_factory=list)
+    already_complete: bool = False
+    """``resume`` found the run finished: nothing was trained or rewritten."""
+
+
+def resumed_options(run_dir: str, changes: dict | None = None) -> TrainOptions:
+    """The options the run in ``run_dir`` was trained with (its ``last.pt``), with
+    ``changes`` applied: a resume continues the run it resumes, and the log says what a
+    change of options changes. Defaults when there is no run to read (``train`` then says
+    there is nothing to resume)."""
+    last = os.path.join(run_dir, "last.pt")
+    if not os.path.isfile(last):
+        return TrainOptions(**(changes or {}))
+    recorded = load_checkpoint(last)["card"].training.get("options", {})
+    known = {f.name for f in fields(TrainOptions)}
+    base = TrainOptions(**{k: v for k, v in recorded.items() if k in known})
+    if base.mirror_pairs is not None:
+        base = replace(base, mirror_pairs=[tuple(p) for p in base.mirror_pairs])
+    changed = {k: v for k, v in (changes or {}).items() if getattr(base, k) != v}
+    for name, value in changed.items():
+        logger.warning("--resume with %s %s: the run was started with %s",
+                       name.replace("_", "-"), value, getattr(base, name))
+    return replace(base, **changed)
+
+
+def _recorded_metrics(run_dir: str) -> dict:
+    """The metrics.json of a finished run."""
+    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
@@ -91,7 +120,7 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
     callbacks.
     """
     started = time.monotonic()
-    options = options or TrainOptions()
+    options = options or (resumed_options(run_dir) if resume else TrainOptions())
     options.check()
     dist_info = distributed_from_env()
     try:
@@ -130,15 +159,17 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
                        fine_tune=not resume)
             if resume:
                 run.resume(last_path)
+            finished = os.path.isfile(os.path.join(run_dir, "metrics.json")) and run.complete
             run.fit(on_epoch_end, progress, stop)
             if not dist_info.is_main:
                 return None
-            metrics = run.finish()
+            metrics = (_recorded_metrics(run_dir) if finished else run.finish())
             trainer = run.trainer
             return TrainResult(run_dir=run_dir, classes=run.task.classes,
                                epochs_run=trainer["epoch"] + 1, best_epoch=trainer["best_epoch"],
                                metrics=metrics, stopped_early=trainer["stopped_early"],
-                               elapsed_s=time.monotonic() - started, history=trainer["history"])
+                               elapsed_s=time.monotonic() - started, history=trainer["history"],
+                               already_complete=finished)
         except BaseException as exc:
             if dist_info.is_main and not os.path.exists(last_path):
                 _remove_unfinished(run_dir, found)
@@ -358,22 +389,30 @@ class _Run:
         self._load_scaler(state["scaler"])
         self.trainer = {**state["trainer"], "world_size": self.dist.world_size}
         set_rng_states(state["rng"])
-        saved_world = state["trainer"].get("world_size", 1)
-        if saved_world != self.dist.world_size:
-            dropped = self.trainer.pop("partial", None)
-            if self.dist.is_main:
-                logger.warning(
-                    "%s was trained by %d process(es) and resumes with %d: the global batch "
-                    "and the schedule are kept, the order of the samples from here on is not "
-                    "that of an uninterrupted run%s", last_path, saved_world,
-                    self.dist.world_size,
-                    f"; epoch {dropped['epoch'] + 1} starts again from its first batch"
-                    if dropped else "")
+        self._check_partial(last_path, state["trainer"].get("world_size", 1),
+                            old.training.get("options", {}).get("batch_size"))
         partial = self.trainer.get("partial")
         where = (f"epoch {partial['epoch'] + 1} at batch {partial['batches'] + 1}" if partial
                  else f"epoch {self.trainer['epoch'] + 2}")
         if self.dist.is_main:
             logger.info("resuming %s at %s", self.run_dir, where)
+
+    def _check_partial(self, last_path: str, saved_world: int, saved_batch: int | None) -> None:
+        """A run resumed with another number of processes or batch size goes on, said; an
+        epoch it stopped in the middle of starts again (its batches were counted in the
+        old split)."""
+        if saved_world == self.dist.world_size and saved_batch in (None,
+                                                                   self.options.batch_size):
+            return
+        dropped = self.trainer.pop("partial", None)
+        if self.dist.is_main:
+            logger.warning(
+                "%s was trained by %d process(es) (batch %s) and resumes with %d (batch %d): "
+                "the order of the samples from here on is not that of an uninterrupted run%s",
+                last_path, saved_world, saved_batch, self.dist.world_size,
+                self.options.batch_size,
+                f"; epoch {dropped['epoch'] + 1} starts again from its first batch"
+                if dropped else "")
 
     def _load_scaler(self, saved: dict) -> None:
         """The fp16 loss scale, when both runs used one: a run saved without one (CPU or
@@ -404,10 +443,15 @@ class _Run:
             if self.trainer["stopped_early"] and main:
                 logger.info("early stop: no %s improvement in %d epochs", options.monitor,
                             options.patience)
-            if self._stop_requested(stop) and epoch + 1 < options.epochs \
-                    and not self.trainer["stopped_early"]:
-                raise Interrupted(self._stop_signal, f"{self.run_dir}/last.pt holds epoch "
-                                                     f"{epoch + 1}")
+            if self._stop_requested(stop):
+                said = ("every epoch: --resume finishes the run (calibration, metrics)"
+                        if self.complete else f"epoch {epoch + 1}")
+                raise Interrupted(self._stop_signal, f"{self.run_dir}/last.pt holds {said}")
+
+    @property
+    def complete(self) -> bool:
+        """Whether no epoch is left to train (the last one done, or an early stop)."""
+        return self.trainer["stopped_early"] or self.trainer["epoch"] + 1 >= self.options.epochs
 
     def _record(self, epoch: int, row: dict, val_metrics: dict) -> bool:
         """Rank 0: the epoch's row in the history, the best score and early stopping, the

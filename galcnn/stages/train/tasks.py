@@ -25,7 +25,7 @@ from galcnn.inference import dataset_embeddings, dataset_logits, pixel_confusion
 from galcnn.losses import segmentation_loss
 from galcnn.metrics import (classification_metrics, expected_calibration_error, fit_temperature,
                             segmentation_metrics, softmax)
-from galcnn.models.symmetry import find_mirror_pairs
+from galcnn.data.augment import check_mirror_pairs, find_mirror_pairs
 from galcnn.stages.train.options import TrainError, TrainOptions
 
 __all__ = ["Task", "ClassifyTask", "SegmentTask", "TASK_TYPES", "make_task", "Outcome"]
@@ -104,16 +104,37 @@ class Task:
         took validation accuracy from 0.729 (dihedral) to 0.750, and 0.773 to 0.845 on
         confident sources, in 30-epoch runs of the default network (bench/RESULTS.md)."""
         classes = self.cutout_classes
-        pairs = (find_mirror_pairs(classes) if options.mirror_pairs is None
-                 else list(options.mirror_pairs))
-        for a, b in pairs:
-            if a not in classes or b not in classes:
-                raise TrainError(f"--mirror-pairs {a}:{b}: both must be classes "
-                                 f"({', '.join(classes)})")
+        recorded = self.train_set.mirror_pairs
+        try:
+            pairs = (check_mirror_pairs(options.mirror_pairs, classes)
+                     if options.mirror_pairs is not None
+                     else recorded if recorded is not None else find_mirror_pairs(classes))
+        except ValueError as exc:
+            raise TrainError(str(exc)) from exc
+        if self.train_set.has_reflected_copies:
+            self._check_reflected_copies(pairs, recorded)
         symmetry = options.symmetry
         if symmetry == "auto":
             symmetry = "dihedral" if pairs else "rotate" if self.any_angle else "rot90"
         return symmetry, pairs if symmetry == "dihedral" else []
+
+    def _check_reflected_copies(self, pairs: list[tuple[str, str]],
+                                recorded: list[tuple[str, str]] | None) -> None:
+        """Mirrored copies stored in the set must carry the labels training gives its own
+        mirrored inputs: the same mirror pairs."""
+        path = self.train_set.path
+        named = find_mirror_pairs(self.cutout_classes)
+        if recorded is None:
+            if named:
+                raise TrainError(f"{path} holds mirrored copies (--augment dihedral) that keep "
+                                 "the label of classes whose mirror image is another class "
+                                 f"({', '.join(map('/'.join, named))}): it was prepared by an "
+                                 "older galcnn; prepare it again")
+        elif sorted(map(sorted, pairs)) != sorted(map(sorted, recorded)):
+            said = ",".join(map(":".join, recorded)) or "none"
+            raise TrainError(f"--mirror-pairs differs from the pairs the mirrored copies in "
+                             f"{path} were labelled with ({said}); prepare it again with the "
+                             "same --mirror-pairs, or leave the option out")
 
     def model_args(self, options: TrainOptions, recipe: Preprocess) -> dict:
         return {"n_bands": recipe.n_bands, "n_classes": len(self.classes),

@@ -60,7 +60,7 @@ def test_predictions_are_invariant_and_mirrors_swap_winding(classifier, tmp_path
         write_fits(folder / f"rot{k}.fits", np.ascontiguousarray(np.rot90(image, k)))
     write_fits(folder / "mirror.fits", np.ascontiguousarray(image[:, ::-1]))
     out = tmp_path / "tta.csv"
-    predict(classifier, [str(folder)], str(out), PredictOptions(tta=True))
+    predict(classifier, [str(folder)], str(out), PredictOptions(spread=True))
     rows = {os.path.basename(r["file"]): r for r in csv_rows(out)}
     classes = load_model(classifier).card.classes
     beliefs = {name: np.array([float(r[f"p_{c}"]) for c in classes])
@@ -85,7 +85,7 @@ def test_tta_without_dropout_is_exactly_invariant(classifier, tmp_path):
     for k in range(4):
         write_fits(folder / f"rot{k}.fits", np.ascontiguousarray(np.rot90(image, k)))
     out = tmp_path / "exact.csv"
-    predict(classifier, [str(folder)], str(out), PredictOptions(tta=True))
+    predict(classifier, [str(folder)], str(out), PredictOptions(spread=True))
     rows = csv_rows(out)
     first = [float(rows[0][c]) for c in rows[0] if c.startswith("p_")]
     for row in rows[1:]:
@@ -149,8 +149,8 @@ def test_resume_with_another_model_or_options_is_refused(classifier, cutouts, tm
     open(f"{out}.partial", "w").write("".join(lines[:6]))
     with pytest.raises(GalcnnError, match="written by another model"):
         predict(other, [str(cutouts)], str(out), resume=True)
-    with pytest.raises(GalcnnError, match=r"other options: tta False \(now True\)"):
-        predict(classifier, [str(cutouts)], str(out), PredictOptions(tta=True), resume=True)
+    with pytest.raises(GalcnnError, match=r"other options: spread False \(now True\)"):
+        predict(classifier, [str(cutouts)], str(out), PredictOptions(spread=True), resume=True)
     assert open(f"{out}.partial").read() == "".join(lines[:6])  # untouched
     record = json.load(open(identity_path(str(out))))
     assert (record["device"], record["precision"]) == ("cpu", "float32")

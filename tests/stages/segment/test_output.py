@@ -66,7 +66,7 @@ def test_overlay_has_a_class_legend_and_numbers_inside_the_frame():
     foreground = ["edge_on", "elliptical", "spiral_acw", "spiral_cw", "other"]
     fig = overlay_figure(image, labels, table, foreground, "field.fits [HDU 1]")
     axis = fig.axes[0]
-    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    legend = [t.get_text() for t in axis.get_legend().get_texts()]
     assert legend == ["edge_on (0)", "elliptical (1)", "spiral_acw (0)", "spiral_cw (2)",
                       "other (0)"]
     texts = {t.get_text(): t for t in axis.texts}
@@ -87,6 +87,31 @@ def test_overlay_has_a_class_legend_and_numbers_inside_the_frame():
     pyplot().close(fig)
 
     big_labels, big_table = _objects((1600, 1600), [(10, 30, 10, 40)], ["edge_on"])
+    assert small_font >= 9  # readable on a small field (it was 5.9 pt on a 512 px one)
     fig = overlay_figure(np.zeros(big_labels.shape), big_labels, big_table, foreground, "big")
     assert fig.axes[0].texts[0].get_fontsize() < small_font  # text scales with the image
+    pyplot().close(fig)
+
+
+def test_overlay_outlines_take_their_objects_colour_and_the_legend_sits_under_the_image():
+    """On a 512 px field the outlines were one pixel wide and their outer side took the
+    first class's colour; the legend floated under an empty band on a wide image."""
+    from matplotlib.colors import to_rgba
+
+    from galcnn.plots import pyplot
+    from galcnn.stages.segment.output import overlay_figure
+
+    labels, table = _objects((300, 512), [(100, 140, 100, 140), (200, 240, 300, 340)],
+                             ["spiral_cw", "other"])
+    foreground = ["edge_on", "elliptical", "spiral_acw", "spiral_cw", "other"]
+    fig = overlay_figure(np.zeros(labels.shape), labels, table, foreground, "wide")
+    axis = fig.axes[0]
+    overlay = axis.images[1].get_array()
+    outside = overlay[99, 120]  # the row just outside the first object: its colour
+    inside = overlay[100, 120]
+    assert outside[3] > 0 and np.allclose(outside, inside)
+    assert np.allclose(overlay[199, 320], to_rgba((0.0, 0.9, 1.0)))  # other: cyan
+    fig.canvas.draw()
+    frame, legend = axis.get_window_extent(), axis.get_legend().get_window_extent()
+    assert 0 <= frame.y0 - legend.y1 < 0.05 * frame.height
     pyplot().close(fig)

@@ -97,6 +97,6 @@ def test_srun_tasks_train_one_model_and_resume_in_one_process(tmp_path):
         run, "--epochs", "3", "--arch", "gcnn", "--patience", "99", "--resume")[2:]],
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "was trained by 2 process(es) and resumes with 1" in done.stderr
+    assert "was trained by 2 process(es) (batch 16) and resumes with 1 (batch 16)" in done.stderr
     state = load_checkpoint(os.path.join(run, "last.pt"))
     assert state["trainer"]["epoch"] == 2 and state["trainer"]["world_size"] == 1

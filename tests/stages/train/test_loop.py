@@ -310,3 +310,30 @@ def test_resume_on_the_gpu_continues_the_run(simulated, tmp_path):
     assert steps == {int(s["step"]) for s in reference["optimizer"]["state"].values()}
     for a, b in zip(state["trainer"]["history"], reference["trainer"]["history"]):
         assert abs(a["train_loss"] - b["train_loss"]) < 0.1, (a, b)
+
+
+def test_a_set_whose_mirrored_copies_keep_the_old_label_is_refused(cutouts, tmp_path):
+    """A set prepared before the mirror pairs were recorded holds reflected spiral_cw copies
+    labelled spiral_cw, while training swaps the labels of its own reflections."""
+    from galcnn.data.recipe import Preprocess
+    from galcnn.stages.prepare import PrepareOptions
+
+    out = str(tmp_path / "prepared")
+    names = sorted(os.listdir(cutouts))
+    (cutouts / "labels.csv").write_text("file,label\n" + "".join(
+        f"{name},{name.split('.')[0].rsplit('_', 1)[0]}\n" for name in names))
+    prepare([str(cutouts)], out, workers=1, options=PrepareOptions(
+        Preprocess(size=(32, 32)), augment="dihedral", copies=1, val_fraction=0.25))
+    path = os.path.join(out, "metadata.json")
+    meta = json.load(open(path))
+    del meta["mirror_pairs"]
+    json.dump(meta, open(path, "w"))
+    with pytest.raises(TrainError, match="keep the label of classes whose mirror image is "
+                                         "another class \\(spiral_cw/spiral_acw\\): it was "
+                                         "prepared by an older galcnn; prepare it again"):
+        train(out, str(tmp_path / "run"), tiny(epochs=1))
+    meta["mirror_pairs"] = [["spiral_cw", "spiral_acw"]]
+    json.dump(meta, open(path, "w"))
+    with pytest.raises(TrainError, match="--mirror-pairs differs from the pairs"):
+        train(out, str(tmp_path / "run"), tiny(epochs=1, mirror_pairs=[]))
+    assert train(out, str(tmp_path / "run"), tiny(epochs=1)).epochs_run == 1
