@@ -207,6 +207,7 @@ def test_a_second_writer_of_any_output_is_refused_with_one_line(classifier, unet
         assert not os.path.exists(path) or name == "train" and os.listdir(path) == []
 
 
+@pytest.mark.slow
 def test_a_full_disk_names_the_output_in_one_line_in_every_command(classifier, unet, cutouts,
                                                                    simulated, full_disk):
     commands = {
@@ -240,6 +241,7 @@ def _run_out_of_memory(*args, **kwargs):
     raise torch.cuda.OutOfMemoryError(GPU_FULL)  # torch.OutOfMemoryError from 2.5
 
 
+@pytest.mark.slow
 def test_a_gpu_out_of_memory_is_one_line_in_every_command(classifier, unet, tmp_path,
                                                            monkeypatch):
     """The error is raised by a stand-in for the network's forward pass (no GPU here): every

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import csv
 import os
 
@@ -34,6 +36,7 @@ def test_cli_bad_inputs_resume_and_exit_status(unet, field_file, tmp_path):
     assert missing_model.exit_code == 2
 
 
+@pytest.mark.slow
 def test_outputs_of_another_model_are_refused_and_reruns_add_no_rows(unet, field_file,
                                                                       tmp_path):
     from galcnn.checkpoint import load_checkpoint, save_checkpoint

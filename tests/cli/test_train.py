@@ -43,6 +43,7 @@ def test_cli_usage_errors(tmp_path):
 TINY = ["--width", "8", "--size", "32", "--batch-size", "16", "--warmup-epochs", "0.5"]
 
 
+@pytest.mark.slow
 def test_resume_continues_the_run_with_its_own_options(tmp_path):
     """--resume of a finished run without its --epochs trained on to the default 50 and
     replaced best.pt; it now continues the run it resumes, and says what a changed option

@@ -34,6 +34,7 @@ def test_a_row_lines_up_under_the_header():
     assert ends == [m.end() for m in re.finditer(r"\S+(?: \S+)?", names)]
 
 
+@pytest.mark.slow
 def test_train_on_a_terminal_shows_one_intact_row_per_epoch(tmp_path):
     run = tmp_path / "run"
     terminal = Terminal([*TRAIN, "--out", str(run), "--epochs", "6"], columns=90)

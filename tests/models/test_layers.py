@@ -19,6 +19,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width,batch", [(4, 35), (8, 35), (8, 36), (12, 35)])
 def test_narrow_resnets_train_in_channels_last_without_crashing(width, batch):
     # torch 2.13 CPU: backward of a strided 1x1 convolution in channels-last format with

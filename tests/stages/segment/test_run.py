@@ -38,6 +38,7 @@ def test_segment_refuses_a_classifier(tmp_path):
         segment(run, [data], str(tmp_path / "seg"))
 
 
+@pytest.mark.slow
 def test_an_output_missing_a_product_is_redone_and_scaled_integers_are_read(unet, tmp_path):
     from galcnn.stages.segment import SegmentOptions
 

@@ -86,6 +86,7 @@ def three_band_field(tmp_path_factory) -> str:
                       header=header)
 
 
+@pytest.mark.slow
 def test_tiles_never_change_the_maps_of_a_large_three_band_field(sensitive_unet,
                                                                   three_band_field, tmp_path):
     maps = {}

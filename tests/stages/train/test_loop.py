@@ -78,6 +78,7 @@ def test_an_invariant_network_is_never_pooled_and_keeps_the_winding_sense(simula
                                    rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ema_epochs", [0.0, 0.5])
 def test_resume_after_a_kill_equals_an_uninterrupted_run(simulated, tmp_path, ema_epochs):
     """Also with a moving average of the weights: it is what best.pt and last.pt keep, and
