@@ -65,6 +65,7 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path}: not a galcnn checkpoint (not a file written by "
                               "torch.save, or a damaged one)")
+    _check_records(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -93,6 +94,40 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict
     return state
 
 
+def _check_records(path: str) -> None:
+    """torch.save stores every record as it is: a compressed one (which could inflate a
+    few megabytes into gigabytes before torch reads a byte of it) is refused unread."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            packed = [info.filename for info in archive.infolist()
+                      if info.compress_type != zipfile.ZIP_STORED]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(f"{path}: not a galcnn checkpoint (a damaged torch file: "
+                              f"{type(exc).__name__})") from None
+    if packed:
+        raise CheckpointError(f"{path}: not a galcnn checkpoint (it holds compressed records, "
+                              f"which torch.save never writes: {packed[0]})")
+
+
+def _check_fits(card: ModelCard, weights: dict, path: str) -> None:
+    """The network the card describes has exactly the weights' shapes: checked on the meta
+    device (no memory), so a card that describes a giant network next to small weights is
+    refused before anything is allocated."""
+    try:
+        with torch.device("meta"):
+            expected = create_model(card.model, **card.model_args).state_dict()
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: damaged galcnn checkpoint (its card describes no "
+                              f"network: {str(exc).splitlines()[0][:120]})") from None
+    for name, tensor in expected.items():
+        stored = weights.get(name)
+        if not isinstance(stored, torch.Tensor) or tuple(stored.shape) != tuple(tensor.shape):
+            got = "missing" if stored is None else tuple(getattr(stored, "shape", ()))
+            raise CheckpointError(f"{path}: damaged galcnn checkpoint (weights do not fit its "
+                                  f"card: {name} is {got}, the card's "
+                                  f"{card.model} needs {tuple(tensor.shape)})")
+
+
 def build_model(card: ModelCard) -> GroupPooled:
     """The network the card describes, pooled over its symmetry group, untrained."""
     net = create_model(card.model, **card.model_args)
@@ -104,6 +139,7 @@ def build_model(card: ModelCard) -> GroupPooled:
 def load_model(path: str, device: str | torch.device = "cpu") -> GroupPooled:
     """The model of a checkpoint or run directory, in eval mode; ``model.card`` is its card."""
     state = load_checkpoint(path)
+    _check_fits(state["card"], state["model"], resolve_checkpoint(path))
     try:
         model = build_model(state["card"])
         model.net.load_state_dict(state["model"])

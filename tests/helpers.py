@@ -9,6 +9,8 @@ import os
 import numpy as np
 from astropy.io import fits
 
+from galcnn.data.reader import read_batch as _read_batch  # before a test replaces it
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED_DATA = os.environ.get("GALCNN_SHARED_DATA",
                              os.path.join(HERE, "..", "..", "shared", "data"))
@@ -47,6 +49,21 @@ def noise_image(shape=(32, 32), seed=0, bands=None) -> np.ndarray:
     image = rng.normal(0.0, 1.0, full).astype(np.float32)
     image[..., shape[0] // 2 - 2:shape[0] // 2 + 2, shape[1] // 2 - 2:shape[1] // 2 + 2] += 20
     return image
+
+
+def dying_read_batch(tasks, **options):
+    """A reading worker's batch function that kills its own process (SIGKILL, as the
+    out-of-memory killer does) when it reads task ``$DIE_AT``: every time, or only until the
+    file ``$DIE_ONCE`` exists. Importable by name, so a process pool can be handed it."""
+    import signal
+
+    marker = os.environ.get("DIE_ONCE")
+    if any(t.index == int(os.environ["DIE_AT"]) for t in tasks) and \
+            not (marker and os.path.exists(marker)):
+        if marker:
+            open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _read_batch(tasks, **options)
 
 
 def tiny(**changes):
@@ -134,3 +151,36 @@ class Terminal:
         history = ["".join(line[x].data for x in range(columns))
                    for line in self.screen.history.top]
         return "".join(history + list(self.screen.display))
+
+
+def gzip_bomb(path, side: int) -> str:
+    """A gzipped FITS file of a ``side`` x ``side`` float32 image of zeros: kilobytes on disk,
+    ``4 side**2`` bytes decoded."""
+    import gzip
+
+    header = fits.Header({"SIMPLE": True, "BITPIX": -32, "NAXIS": 2, "NAXIS1": side,
+                          "NAXIS2": side})
+    block = np.zeros(1 << 20, np.uint8).tobytes()
+    size = 4 * side * side
+    with gzip.open(path, "wb", compresslevel=9) as handle:
+        handle.write(header.tostring().encode("ascii"))
+        for start in range(0, size, len(block)):
+            handle.write(block[:min(len(block), size - start)])
+        handle.write(b"\0" * (-size % 2880))
+    return str(path)
+
+
+def tile_bomb(path, side: int = 40000) -> str:
+    """A tile-compressed FITS file of a few KB whose header declares a ``side`` x ``side``
+    image in one tile of that size (decoding it allocates the whole tile)."""
+    small = str(path) + ".small"
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(np.zeros((16, 16), np.float32),
+                                                       compression_type="RICE_1")]
+                 ).writeto(small, overwrite=True)
+    with fits.open(small, disable_image_compression=True) as hdul:
+        table = hdul[1]
+        for key in ("ZNAXIS1", "ZNAXIS2", "ZTILE1", "ZTILE2"):
+            table.header[key] = side
+        hdul.writeto(str(path), overwrite=True)
+    os.remove(small)
+    return str(path)

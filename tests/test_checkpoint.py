@@ -97,3 +97,41 @@ def test_damaged_galcnn_checkpoints_are_named(tmp_path):
     save_checkpoint(wrong, _card(), other_net.state_dict())
     with pytest.raises(CheckpointError, match="weights do not fit its card"):
         load_model(wrong)
+
+
+def test_a_card_describing_a_giant_network_is_refused_before_building_it(tmp_path):
+    """A 253 KB checkpoint whose card says width=3000 reached 6.3 GB and 55 s before it
+    failed: the card is checked against the weights on the meta device first."""
+    import resource
+
+    net = create_model("cnn", n_bands=1, n_classes=2, size=(16, 16), width=8)
+    card = _card()
+    card.model_args = {**card.model_args, "width": 3000}
+    path = str(tmp_path / "wide.pt")
+    save_checkpoint(path, card, net.state_dict())
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointError) as raised:
+        load_model(path)
+    assert str(raised.value) == (f"{path}: damaged galcnn checkpoint (weights do not fit its "
+                                 "card: features.0.0.weight is (8, 1, 3, 3), the card's cnn "
+                                 "needs (3000, 1, 3, 3))")
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 100
+
+
+def test_a_compressed_record_is_refused_unread(tmp_path):
+    """A 2.1 MB checkpoint with a deflated record inflated to 2.25 GB before its refusal."""
+    import zipfile
+
+    net = create_model("cnn", n_bands=1, n_classes=2, size=(16, 16), width=8)
+    good = str(tmp_path / "good.pt")
+    save_checkpoint(good, _card(), net.state_dict())
+    packed = str(tmp_path / "packed.pt")
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(packed, "w") as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info.filename),
+                            compress_type=zipfile.ZIP_DEFLATED)
+    with pytest.raises(CheckpointError) as raised:
+        load_checkpoint(packed)
+    assert str(raised.value).startswith(f"{packed}: not a galcnn checkpoint (it holds "
+                                        "compressed records, which torch.save never writes: ")

@@ -10,6 +10,7 @@ resumable last.pt and prints the command that continues it).
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -45,7 +46,7 @@ def _configure_logging(verbosity: int) -> None:
     logger.propagate = False
 
 
-GLOBAL_OPTIONS = ("-v", "--verbose", "-q", "--quiet")
+GLOBAL_OPTIONS = ("-v", "--verbose", "-q", "--quiet", "--max-pixels")
 
 
 class _Group(click.Group):
@@ -74,7 +75,10 @@ class _Group(click.Group):
 @click.version_option(__version__, "--version", prog_name="galcnn")
 @click.option("-v", "--verbose", count=True, help="More log detail (repeatable).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
-def cli(verbose: int, quiet: bool) -> None:
+@click.option("--max-pixels", type=click.IntRange(1), default=None, metavar="N",
+              help="Refuse a cutout whose header declares more pixels, before decoding it "
+                   "[default: 67108864, 8192 x 8192; also GALCNN_MAX_PIXELS].")
+def cli(verbose: int, quiet: bool, max_pixels: int | None) -> None:
     """Train CNN morphology classifiers on astronomical FITS cutouts.
 
     Exit status: 0 all inputs succeeded, 1 fatal error (nothing written), 2 usage error,
@@ -82,6 +86,8 @@ def cli(verbose: int, quiet: bool) -> None:
     SIGTERM (train saves a resumable last.pt first).
     """
     _configure_logging(-1 if quiet else verbose)
+    if max_pixels is not None:  # read by every reading process (galcnn.data.fitsio)
+        os.environ["GALCNN_MAX_PIXELS"] = str(max_pixels)
     raise_on_sigterm()
 
 

@@ -18,9 +18,49 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning
 
-__all__ = ["FitsImage", "FitsReadError", "read_image", "parse_hdu", "centre_radec"]
+__all__ = ["FitsImage", "FitsReadError", "read_image", "parse_hdu", "centre_radec",
+           "max_cutout_pixels", "MAX_TILE_PIXELS"]
 
 _IMAGE_HDU_TYPES = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
+
+DEFAULT_MAX_PIXELS = 2**26
+"""The most pixels (all bands together) a cutout may declare: 8192 x 8192, 256 MiB as
+float32, far beyond any survey cutout. A header that declares more is refused before its
+data are decoded: a gzip or tile-compressed file of a few kilobytes can decode to gigabytes."""
+
+MAX_TILE_PIXELS = 2**26
+"""The largest compression tile an image may declare (fpack's tiles are rows, or squares of
+hundreds of pixels); decoding one tile needs a buffer of its size, whatever the file's."""
+
+
+def max_cutout_pixels() -> int:
+    """The cutout limit in force: ``GALCNN_MAX_PIXELS`` (``galcnn --max-pixels N``), else
+    :data:`DEFAULT_MAX_PIXELS`."""
+    try:
+        return int(os.environ.get("GALCNN_MAX_PIXELS") or DEFAULT_MAX_PIXELS)
+    except ValueError:
+        return DEFAULT_MAX_PIXELS
+
+
+def _check_declared(selected, path: str, index: int, max_pixels: int | None) -> None:
+    """Refuse, from its header alone, an image whose decoding would cost more than any
+    cutout (``max_pixels``; None: no limit, a field) or whose compression tiles are huge."""
+    header = selected.header
+    axes = [int(header.get(f"NAXIS{i}", 0) or 0)
+            for i in range(1, int(header.get("NAXIS", 0) or 0) + 1)]
+    pixels = int(np.prod(axes, dtype=np.float64)) if axes else 0
+    shape = "x".join(str(a) for a in axes)
+    if max_pixels is not None and pixels > max_pixels:
+        raise FitsReadError(path, f"HDU {index} declares {shape} pixels ({pixels * 4 / 2**30:.1f} "
+                                  f"GiB as float32), more than a cutout needs: refused before "
+                                  f"decoding (limit {max_pixels:,} pixels; galcnn --max-pixels N "
+                                  "to raise it)")
+    tile = getattr(selected, "tile_shape", None) if isinstance(selected, fits.CompImageHDU) \
+        else None
+    if tile is not None and np.prod([int(t) for t in tile], dtype=np.float64) > MAX_TILE_PIXELS:
+        raise FitsReadError(path, f"HDU {index} declares compression tiles of "
+                                  f"{'x'.join(str(int(t)) for t in tile)} pixels: refused before "
+                                  f"decoding (limit {MAX_TILE_PIXELS:,} pixels a tile)")
 
 
 class FitsReadError(ValueError):
@@ -155,7 +195,8 @@ def _check_file(path: str) -> None:
         raise FitsReadError(path, "empty file (0 bytes)")
 
 
-def _read_one(path: str, hdu: int | str | None) -> tuple[np.ndarray, int, int, str, fits.Header]:
+def _read_one(path: str, hdu: int | str | None, max_pixels: int | None
+              ) -> tuple[np.ndarray, int, int, str, fits.Header]:
     _check_file(path)
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -163,6 +204,7 @@ def _read_one(path: str, hdu: int | str | None) -> tuple[np.ndarray, int, int, s
             with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
                 index = _select_hdu(hdul, hdu, path)
                 selected = hdul[index]
+                _check_declared(selected, path, index, max_pixels)
                 header = selected.header  # in memory; outlives the closed file
                 raw = selected.data
                 if raw is None:
@@ -208,8 +250,11 @@ def _band_names_from_header(header: fits.Header, n_bands: int) -> list[str]:
     return []
 
 
-def read_image(paths: str | os.PathLike | list, *, hdu: int | str | None = None) -> FitsImage:
+def read_image(paths: str | os.PathLike | list, *, hdu: int | str | None = None,
+               max_pixels: int | None = -1) -> FitsImage:
     """Read one image; several paths are one band each, stacked in the given order.
+    ``max_pixels``: refuse an image that declares more (-1: :func:`max_cutout_pixels`;
+    None: no limit).
 
     Raises
     ------
@@ -221,8 +266,9 @@ def read_image(paths: str | os.PathLike | list, *, hdu: int | str | None = None)
     paths = [os.fspath(p) for p in paths]
     planes, bad_counts, band_names = [], [], []
     first_index, first_extname, first_header = 0, "", None
+    limit = max_cutout_pixels() if max_pixels == -1 else max_pixels
     for position, path in enumerate(paths):
-        data, n_bad, index, extname, header = _read_one(path, hdu)
+        data, n_bad, index, extname, header = _read_one(path, hdu, limit)
         if len(paths) > 1:
             if data.shape[0] != 1:
                 raise FitsReadError(path, f"is a {data.shape[0]}-band cube; one file per band "
@@ -277,6 +323,7 @@ class ImagePlanes:
     def __init__(self, hdul: fits.HDUList, index: int, path: str):
         self.path, self.index = path, index
         self.hdu = hdul[index]
+        _check_declared(self.hdu, path, index, None)  # a field may be any size; its tiles not
         self.header = self.hdu.header.copy()
         self.extname = self.hdu.name
         shape = tuple(int(self.header.get(f"NAXIS{i}", 0)) for i in

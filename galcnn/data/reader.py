@@ -10,9 +10,12 @@ memory does not grow with the number of inputs, and the output keeps the order o
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import signal
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -26,7 +29,9 @@ from galcnn.data.masks import cutout_mask
 from galcnn.data.recipe import Preprocess
 from galcnn.data.writer import store_samples
 
-__all__ = ["ReadTask", "Sample", "read_batch", "read_sample", "read_samples"]
+__all__ = ["ReadTask", "Sample", "read_batch", "read_sample", "read_samples", "DIED"]
+
+logger = logging.getLogger("galcnn")
 
 
 @dataclass(frozen=True)
@@ -182,21 +187,63 @@ def read_samples(tasks: list[ReadTask], recipe: Preprocess, *, workers: int = 1,
                  chunk: int = 256, batch: int = 64, **options) -> Iterator[Sample]:
     """The samples of every task, in order, read by ``workers`` processes in batches of
     ``batch`` tasks (``options`` as for :func:`read_batch`); at most two chunks of ``chunk``
-    tasks are in flight."""
+    tasks are in flight.
+
+    A reading process that dies (killed by the kernel's out-of-memory killer, say) loses no
+    input and hangs nothing: the pool starts again and reads the batches it held again, each
+    on its own, and one line on the log says so; a batch whose reading breaks the pool again
+    gets a problem per source instead of a third try."""
     read = partial(read_batch, recipe=recipe, **options)
     batches = [tasks[i:i + batch] for i in range(0, len(tasks), batch)]
     if workers <= 1 or len(batches) < 2:
         for group in batches:
             yield from read(group)
         return
-    per_chunk = max(1, chunk // batch)
-    chunks = [batches[i:i + per_chunk] for i in range(0, len(batches), per_chunk)]
+    yield from _pooled(read, batches, min(workers, len(batches)),
+                       window=2 * max(1, chunk // batch))
+
+
+#: The problem of a source whose reading process died twice.
+DIED = ("the reading process died while reading it, twice (killed: out of memory, or by a "
+        "signal)")
+
+
+def _pooled(read, batches: list[list[ReadTask]], workers: int, window: int
+            ) -> Iterator[Sample]:
+    """``read`` of each batch by a pool of processes, in order, ``window`` batches ahead;
+    a pool that loses a process is replaced (see :func:`read_samples`)."""
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with context.Pool(min(workers, len(batches)), initializer=_worker_signals) as pool:
-        pending = pool.imap(read, chunks[0])
-        for following in chunks[1:] + [None]:
-            current = pending
-            pending = pool.imap(read, following) if following else None
-            for samples in current:
-                yield from samples
+    broken_in = [0] * len(batches)  # how many broken pools each batch was in flight in
+    position = 0
+    while position < len(batches):
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_signals)
+        futures: dict = {}
+        try:
+            while position < len(batches):
+                # a batch in flight when a pool broke is read again alone: if the pool breaks
+                # again, it was that batch, and no other batch is failed with it
+                alone = broken_in[position] == 1
+                for ahead in range(position, min(position + (1 if alone else window),
+                                                 len(batches))):
+                    if ahead not in futures and broken_in[ahead] < 2 and \
+                            (ahead == position or not broken_in[ahead]):
+                        futures[ahead] = pool.submit(read, batches[ahead])
+                if broken_in[position] >= 2:
+                    done = [Sample(t.index, problem=DIED) for t in batches[position]]
+                else:
+                    done = futures[position].result()  # stays in futures if the pool broke
+                    del futures[position]
+                yield from done
+                position += 1
+        except BrokenProcessPool:
+            for index in futures:
+                broken_in[index] += 1
+            logger.warning("a reading process died (killed: out of memory, or by a signal); "
+                           "reading the %d batch(es) it had in hand again", len(futures))
+        except BaseException:  # the reader stops early (an error, Ctrl-C): end the workers
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)

@@ -6,7 +6,7 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from helpers import SAMPLE_DATA, noise_image, write_fits
+from helpers import SAMPLE_DATA, gzip_bomb, noise_image, tile_bomb, write_fits
 from galcnn.data.fitsio import FitsReadError, centre_radec, parse_hdu, read_image
 
 
@@ -167,3 +167,53 @@ def test_a_truncated_compressed_file_says_truncated(tmp_path, fraction):
     with pytest.raises(FitsReadError) as raised:
         read_image(str(path))
     assert raised.value.problem.startswith("truncated file"), raised.value.problem
+
+
+def test_an_image_larger_than_any_cutout_is_refused_from_its_header(tmp_path):
+    """A few hundred KB of gzip that decodes to 8193 x 8193 float32 (the issue's: 1.5 MB to
+    20000 x 20000, 3.8 GB of memory before the band check) is refused unread."""
+    bomb = gzip_bomb(tmp_path / "bomb.fits.gz", 8193)
+    assert os.path.getsize(bomb) < 400_000
+    with pytest.raises(FitsReadError) as raised:
+        read_image(bomb)
+    assert raised.value.problem == (
+        "HDU 0 declares 8193x8193 pixels (0.3 GiB as float32), more than a cutout needs: "
+        "refused before decoding (limit 67,108,864 pixels; galcnn --max-pixels N to raise it)")
+    small = write_fits(tmp_path / "ok.fits", np.ones((40, 40), np.float32))
+    assert read_image(small, max_pixels=1600).data.shape == (1, 40, 40)
+    with pytest.raises(FitsReadError, match="declares 40x40 pixels"):
+        read_image(small, max_pixels=1599)
+
+
+def test_a_crafted_tile_is_refused_before_decoding(tmp_path):
+    """An 11 KB .fz whose ZNAXIS and ZTILE say 40000 killed predict with SIGSEGV under a
+    memory limit (astropy alone segfaults too); a field (no size limit) still may not
+    declare a tile that large."""
+    from galcnn.data.fitsio import image_hdus
+
+    bomb = tile_bomb(tmp_path / "bomb.fits.fz")
+    assert os.path.getsize(bomb) < 20_000
+    with pytest.raises(FitsReadError, match="declares 40000x40000 pixels"):
+        read_image(bomb)
+    with pytest.raises(FitsReadError) as raised:
+        image_hdus(bomb)
+    assert raised.value.problem == ("HDU 1 declares compression tiles of 40000x40000 pixels: "
+                                    "refused before decoding (limit 67,108,864 pixels a tile)")
+
+
+@pytest.mark.slow
+def test_reading_a_bomb_stays_small_in_memory(tmp_path):
+    """Peak resident memory of a process that meets the 20000 x 20000 bomb: it was 3.8 GB."""
+    import subprocess
+    import sys
+
+    bomb = gzip_bomb(tmp_path / "bomb.fits.gz", 20000)
+    code = ("import resource, sys\nfrom galcnn.data.fitsio import read_image, FitsReadError\n"
+            "try:\n    read_image(sys.argv[1])\nexcept FitsReadError as exc:\n"
+            "    print(exc.problem)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+    done = subprocess.run([sys.executable, "-c", code, bomb], capture_output=True, text=True,
+                          timeout=120)
+    problem, peak_mib = done.stdout.strip().splitlines()
+    assert problem.startswith("HDU 0 declares 20000x20000 pixels (1.5 GiB as float32)")
+    assert int(peak_mib) < 300, peak_mib
