@@ -7,8 +7,8 @@ import numpy as np
 
 from galcnn.data.atomic import atomic_output
 
-__all__ = ["pyplot", "save_figure", "plot_learning_curves", "plot_confusion", "plot_attribution",
-           "plot_mosaic"]
+__all__ = ["pyplot", "save_figure", "plot_labels", "plot_learning_curves", "plot_confusion",
+           "plot_attribution", "plot_mosaic"]
 
 
 def pyplot():
@@ -18,6 +18,13 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def plot_labels(names) -> list[str]:
+    """Class names as a figure shows them: control characters as ``\\xNN`` escapes, and
+    ``$`` escaped (matplotlib would read a pair of them as mathematics)."""
+    return ["".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(name))
+            .replace("$", "\\$") for name in names]
 
 
 def save_figure(fig, path: str) -> None:
@@ -68,8 +75,8 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: str, *,
     size = 1.2 + 0.8 * len(classes)
     fig, axis = plt.subplots(figsize=(size + 1.5, size))
     image = axis.imshow(fraction, cmap="Blues", vmin=0, vmax=1)
-    axis.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    axis.set_yticks(range(len(classes)), classes)
+    axis.set_xticks(range(len(classes)), plot_labels(classes), rotation=45, ha="right")
+    axis.set_yticks(range(len(classes)), plot_labels(classes))
     axis.set(xlabel="predicted", ylabel="true", title=f"{title}\n(row fraction, count)")
     for i in range(len(classes)):
         for j in range(len(classes)):
@@ -124,11 +131,12 @@ def plot_attribution(image: np.ndarray, cam: np.ndarray, gradients: np.ndarray,
         axis.set_yticks([])
     colours = ["tab:orange" if i == target else "tab:blue" for i in range(len(classes))]
     axes[3].barh(range(len(classes)), beliefs, color=colours)
-    axes[3].set_yticks(range(len(classes)), classes)
+    axes[3].set_yticks(range(len(classes)), plot_labels(classes))
     axes[3].set_xlim(0, 1)
     axes[3].invert_yaxis()
     axes[3].set_title("beliefs")
-    fig.suptitle(f"{title}: maps for {classes[target]} (belief {beliefs[target]:.2f})")
+    fig.suptitle(plot_labels([f"{title}: maps for {classes[target]} (belief "
+                          f"{beliefs[target]:.2f})"])[0])
     save_figure(fig, path)
     return fig
 
@@ -164,6 +172,6 @@ def plot_mosaic(panels: list[list[tuple[str | None, str]]], path: str, *, column
                 axis.set_yticks([])
                 axis.text(0.5, 0.5, "not found", ha="center", va="center", fontsize=8,
                           transform=axis.transAxes)
-            axis.set_title(label, fontsize=7)
+            axis.set_title(plot_labels([label])[0], fontsize=7)
     save_figure(fig, path)
     return fig

@@ -54,7 +54,7 @@ def command(model, inputs, out_path, anomaly, shard, resume, overwrite, batch_si
     part = f" (shard {chosen[0]}/{chosen[1]})" if chosen else ""
     resumed = (f", {result.n_skipped_resume} kept from the interrupted run"
                if result.n_skipped_resume else "")
-    stdout().print(f"Wrote {result.n_rows} rows{part} to [bold]{result.out_path}[/]: "
+    stdout().print(f"Wrote {result.n_rows} rows{part} to {result.out_path}: "
                    f"{result.n_ok} embedded, {result.n_failed} failed{resumed} "
                    f"({result.elapsed_s:.1f} s)")
     if result.n_failed:

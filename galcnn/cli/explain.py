@@ -59,7 +59,7 @@ def command(model, inputs, out_dir, target, steps, no_png, overwrite, batch_size
         result = run(explain, model, list(inputs), out_dir, options, overwrite=overwrite,
                      hdu=hdu, band_pattern=band_pattern, bands=bands, progress=reporter)
     report_failures("explain", result.failures, "index.csv")
-    stdout().print(f"Explained {result.n_ok} cutouts into [bold]{result.out_dir}[/] "
+    stdout().print(f"Explained {result.n_ok} cutouts into {result.out_dir} "
                    f"(index.csv), {result.n_failed} failed ({result.elapsed_s:.1f} s)")
     if result.n_failed:
         sys.exit(EXIT_SOME_FAILED)

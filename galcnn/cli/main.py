@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
@@ -24,7 +25,7 @@ from galcnn.errors import GalcnnError, device_failure
 from galcnn.interrupt import Interrupted, exit_code_for, raise_on_sigterm, signal_name
 
 __all__ = ["EXIT_OK", "EXIT_FATAL", "EXIT_USAGE", "EXIT_SOME_FAILED", "cli", "run",
-           "report_failures", "command_line", "stdout", "stderr"]
+           "report_failures", "command_line", "stdout", "stderr", "printable"]
 
 EXIT_OK = 0
 EXIT_FATAL = 1
@@ -34,14 +35,36 @@ EXIT_SOME_FAILED = 3
 T = TypeVar("T")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, *, newlines: bool = False) -> str:
+    """``text`` as a terminal shows it literally: control characters (an ESC that would
+    clear the screen, a carriage return that would overwrite the line) written as ``\\xNN``
+    escapes, line breaks too unless ``newlines``. Everything a file, a table or an argument
+    supplies goes through here before it reaches the terminal."""
+    def escape(match: re.Match) -> str:
+        char = match.group()
+        return char if newlines and char == "\n" else f"\\x{ord(char):02x}"
+
+    return _CONTROL.sub(escape, text)
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with input-supplied text printed as text (:func:`printable`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), newlines=True)
+
+
 def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
     logger = logging.getLogger("galcnn")
     logger.setLevel(level)
     logger.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s galcnn %(levelname)s: %(message)s",
-                                           datefmt="%Y-%m-%dT%H:%M:%S"))
+    handler.setFormatter(_PrintableFormatter("%(asctime)s galcnn %(levelname)s: %(message)s",
+                                             datefmt="%Y-%m-%dT%H:%M:%S"))
     logger.addHandler(handler)
     logger.propagate = False
 
@@ -98,14 +121,14 @@ def run(function: Callable[..., T], *args, **kwargs) -> T:
     try:
         return function(*args, **kwargs)
     except GalcnnError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(printable(str(exc))) from None
     except OSError as exc:
-        raise click.ClickException(_describe(exc)) from None
+        raise click.ClickException(printable(_describe(exc))) from None
     except RuntimeError as exc:
         line = device_failure(exc, _memory_hint())
         if line is None:
             raise
-        raise click.ClickException(line) from None
+        raise click.ClickException(printable(line)) from None
 
 
 def _memory_hint() -> str:
@@ -132,17 +155,30 @@ def command_line() -> str:
     return "galcnn " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def stdout():
-    """A rich console for results (no markup guessing, no wrapping of long paths)."""
+def _console(**options):
+    """A rich console that prints strings as text: no markup (a class named ``[/]`` or a
+    path ``results[v2]/`` is not a tag), no highlighting, no wrapping of long paths, and
+    control characters escaped (:func:`printable`); rich objects (tables) it renders as
+    they are, their cells made with :func:`printable` by the commands."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    class PrintableConsole(Console):
+        def print(self, *objects, **kwargs):
+            kwargs.setdefault("markup", False)
+            super().print(*(printable(o, newlines=True) if isinstance(o, str) else o
+                            for o in objects), **kwargs)
+
+    return PrintableConsole(highlight=False, soft_wrap=True, markup=False, **options)
+
+
+def stdout():
+    """The console for results (:func:`_console`)."""
+    return _console()
 
 
 def stderr():
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    """The console for messages (:func:`_console`)."""
+    return _console(stderr=True)
 
 
 def report_failures(command: str, failures: list[tuple[str, str]], where: str,
@@ -162,7 +198,7 @@ def report_failures(command: str, failures: list[tuple[str, str]], where: str,
             lines.extend(f"galcnn {command}: {path}: {problem}" for path in paths)
     err = stderr()
     for line in lines[:limit]:
-        err.print(line, markup=False)
+        err.print(printable(line))
     if len(lines) > limit:
         err.print(f"galcnn {command}: ... and {len(lines) - limit} more ({where})",
                   markup=False)

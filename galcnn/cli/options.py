@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from galcnn.cli.main import printable
 from galcnn.choices import (ARCHITECTURES, DEVICES, DTYPES, FILL_METHODS, FIT_MODES, STRETCH_CHOICES,
                             STRETCH_SCOPES, parse_device)
 
@@ -112,16 +113,17 @@ def check_inputs(ctx, param, values: tuple[str, ...]) -> list[str]:
     import os
 
     for item in values:
+        pattern = any(ch in item for ch in "*?[") and not os.path.exists(item)
         if item.startswith("@"):
             missing = not os.path.isfile(item[1:])
-        elif any(ch in item for ch in "*?["):
+        elif pattern:
             missing = not glob.glob(item, recursive=True)
         else:
             missing = not os.path.exists(item)
         if missing:
-            what = "matches no file" if any(ch in item for ch in "*?[") and \
-                not item.startswith("@") else "no such file or directory"
-            raise click.BadParameter(f"{item}: {what}", ctx=ctx, param=param)
+            what = "matches no file" if pattern and not item.startswith("@") else \
+                "no such file or directory"
+            raise click.BadParameter(f"{printable(item)}: {what}", ctx=ctx, param=param)
     return list(values)
 
 

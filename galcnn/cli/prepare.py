@@ -9,7 +9,8 @@ from contextlib import ExitStack
 import click
 
 from galcnn.choices import GROUPS
-from galcnn.cli.main import EXIT_SOME_FAILED, command_line, report_failures, run, stdout
+from galcnn.cli.main import (EXIT_SOME_FAILED, command_line, printable, report_failures, run,
+                             stdout)
 from galcnn.cli.options import (LABEL_OPTIONS, RECIPE_OPTIONS, SPLIT_OPTIONS, add_options,
                                 inputs_argument, label_kwargs, mirror_pairs_option,
                                 overwrite_option,
@@ -62,11 +63,12 @@ def command(inputs, out_dir, no_labels, seed, augment, mirror_pairs, copies, wor
 
 def report_prepared(result) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     out = stdout()
     height, width = result.size
-    out.print(f"Prepared [bold]{result.n_samples}[/] samples from {result.n_sources} inputs "
-              f"into [bold]{result.out_dir}[/] ({result.n_bands} band(s), {width}x{height} px, "
+    out.print(f"Prepared {result.n_samples} samples from {result.n_sources} inputs "
+              f"into {result.out_dir} ({result.n_bands} band(s), {width}x{height} px, "
               f"{result.elapsed_s:.1f} s)")
     if result.classes:
         pieces = [piece[len("table:"):] if piece.startswith("table:") else piece
@@ -81,7 +83,8 @@ def report_prepared(result) -> None:
         for split in splits:
             table.add_column(split, justify="right")
         for name in result.classes:
-            table.add_row(name, *(str(result.class_counts[s].get(name, 0)) for s in splits))
+            table.add_row(Text(printable(name)),
+                          *(str(result.class_counts[s].get(name, 0)) for s in splits))
         out.print(table)
     else:
         out.print("No labels: every sample is in split 'unlabelled'.")
@@ -101,5 +104,5 @@ def report_prepared(result) -> None:
     if result.n_bad_pixels:
         out.print(f"Bad pixels (NaN/inf/BLANK) filled: {result.n_bad_pixels}")
     if result.failures:
-        out.print(f"[bold red]Failed: {result.n_failed}[/] input(s), listed in "
+        out.print(f"Failed: {result.n_failed} input(s), listed in "
                   f"{os.path.join(out_dir, 'failed.csv')}")

@@ -80,7 +80,7 @@ def command(model, inputs, out_dir, hdu, tile, halo, threshold, min_area, deblen
     rate = result.megapixels / max(result.elapsed_s, 1e-9)
     stdout().print(f"Segmented {result.n_images} image(s), {result.megapixels:.2f} Mpix, "
                    f"{result.n_objects} objects in {result.elapsed_s:.1f} s ({rate:.2f} Mpix/s) "
-                   f"into [bold]{result.out_dir}[/]; skipped (existing): {result.n_skipped}; "
+                   f"into {result.out_dir}; skipped (existing): {result.n_skipped}; "
                    f"failed: {result.n_failed}")
     if result.n_failed:
         sys.exit(EXIT_SOME_FAILED)

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn,
                            TextColumn, TimeElapsedColumn)
 
+from galcnn.cli.main import printable
 from galcnn.interrupt import signal_name
 
 __all__ = ["TrainDisplay", "format_row", "header"]
@@ -61,8 +62,8 @@ class _ConsoleHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if hasattr(record, "epoch_row"):
             return
-        self.console.print(self.format(record), markup=False, highlight=False,
-                           soft_wrap=True)
+        self.console.print(printable(self.format(record), newlines=True), markup=False,
+                           highlight=False, soft_wrap=True)
 
 
 class TrainDisplay:

@@ -122,7 +122,8 @@ def expand_inputs(inputs: list[str] | tuple[str, ...], *, require_any: bool = Fa
                 raise ValueError(f"directory {item} holds no FITS files "
                                  f"({', '.join(FITS_SUFFIXES[:3])}, ...)")
             pairs.extend((f, item) for f in files)
-        elif any(ch in item for ch in "*?["):
+        elif any(ch in item for ch in "*?[") and not os.path.exists(item):  # a file may be
+            # named with brackets: it is that file, not a pattern
             matches = sorted(glob.glob(item, recursive=True))
             if not matches:
                 raise ValueError(f"pattern {item!r} matches no file")

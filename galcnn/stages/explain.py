@@ -30,6 +30,7 @@ from galcnn.attribution import grad_cam, integrated_gradients
 from galcnn.checkpoint import file_checksum, load_model
 from galcnn.data.atomic import (atomic_output, make_directory, replace_directory,
                                 temporary_path, write_csv)
+from galcnn.data.fitsheader import header_text, set_text
 from galcnn.data.geometry import fit_to_size
 from galcnn.data.inputs import collect_sources
 from galcnn.data.lock import new_directory_output
@@ -200,11 +201,12 @@ class _Writer:
         """Maps on the input's pixel grid (the recipe's crop or resize undone)."""
         native = (int(header.get("NAXIS2", 0)), int(header.get("NAXIS1", 0)))
         primary = fits.PrimaryHDU(header=_without_data_keywords(header))
-        primary.header["CLASS"] = (target, "class the maps are for")
-        primary.header["PREDICT"] = (predicted, "predicted class")
-        primary.header["CLASSES"] = ",".join(self.classes)
+        set_text(primary.header, "CLASS", target, "class the maps are for")
+        set_text(primary.header, "PREDICT", predicted, "predicted class")
+        set_text(primary.header, "CLASSES", ",".join(self.classes))
         for index, belief in enumerate(beliefs):
-            primary.header[f"P{index}"] = (float(belief), f"belief in {self.classes[index]}")
+            primary.header[f"P{index}"] = (float(belief),
+                                           header_text(f"belief in {self.classes[index]}"))
         primary.header["MODELSHA"] = (self.checksum[:16], "model checksum (sha256, first 16)")
         hdus = [primary]
         celestial = _celestial_header(header)

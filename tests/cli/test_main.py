@@ -325,3 +325,53 @@ def test_galcnn_names_its_own_architectures_as_registered():
     from galcnn.models import list_models
 
     assert tuple(list_models()) == ARCHITECTURES
+
+
+def test_text_from_inputs_is_printed_as_text_never_as_markup_or_control_codes(tmp_path):
+    """A class named '[/]' crashed prepare and train with a MarkupError after they finished;
+    '-o results[v2]/pred.csv' printed 'mk/results/pred.csv'; '[bold]x' printed bold; an ESC
+    in a class or file name cleared the screen."""
+    import shutil
+
+    raw = tmp_path / "raw"
+    names = {"elliptical": "[/]", "edge_on": "[bold]x", "spiral_cw": "esc\x1b[2Jb"}
+    rows = ["file,label"]
+    for folder, label in names.items():
+        for path in sorted(os.listdir(os.path.join(SIMULATED, folder)))[:10]:
+            shutil.copy(os.path.join(SIMULATED, folder, path), raw / path
+                        if raw.exists() else (raw.mkdir() or raw / path))
+            rows.append(f"{path},\"{label}\"")
+    (raw / "labels.csv").write_text("\n".join(rows) + "\n")
+    (raw / "bad\x1b[2J.fits").write_bytes(b"")
+    prepared, run = tmp_path / "prep", tmp_path / "run"
+    outputs = [_invoke(["prepare", raw, "-o", prepared, "--size", "32"]),
+               _invoke(["train", "--data", prepared, "--out", run, "--epochs", "1", "--width",
+                        "8", "--batch-size", "16"])]
+    weird = tmp_path / "out[/]" / "res[v2]"
+    outputs += [
+        _invoke(["predict", run, raw, "-o", weird / "pred[v2].csv"]),
+        _invoke(["embed", run, raw, "-o", weird / "emb[bold].fits"]),
+        _invoke(["explain", run, raw / "bad\x1b[2J.fits", SIMULATED + "/elliptical",
+                 "-o", weird / "expl[/]", "--no-png"]),
+    ]
+    outputs.append(_invoke(["similar", weird / "emb[bold].fits", "elliptical_000", "-k", "2",
+                            "-o", weird / "near[/].csv", "--no-mosaic"]))
+    for result in outputs:
+        assert result.exit_code in (0, 3), result.output
+        assert "\x1b" not in result.output and "Traceback" not in result.output
+    text = "".join(result.output for result in outputs)
+    assert "[bold]x" in text and "esc\\x1b[2Jb" in text  # the class table shows them as text
+    assert "bad\\x1b[2J.fits: empty file (0 bytes)" in text
+    assert str(weird / "pred[v2].csv") in outputs[2].output
+    assert str(weird / "emb[bold].fits") in outputs[3].output
+    assert str(weird / "near[/].csv") in outputs[5].output
+
+
+def test_a_segment_run_prints_odd_paths_as_text(unet, tmp_path):
+    import shutil
+
+    field = tmp_path / "fi\x1b[2Jeld[bold].fits.fz"
+    shutil.copy(FIELD, field)
+    result = _invoke(["segment", unet, field, "--hdu", "SCI", "-o", tmp_path / "seg[bold]"])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and str(tmp_path / "seg[bold]") in result.output

@@ -28,6 +28,7 @@ from galcnn import __version__
 from galcnn.anomaly import knn_scores, percentile_of
 from galcnn.checkpoint import file_checksum, load_checkpoint, load_model
 from galcnn.data.atomic import atomic_output
+from galcnn.data.fitsheader import set_text
 from galcnn.inference import Predictor
 from galcnn.runtime import select_device
 from galcnn.stages.predict.run import (PredictError, PredictOptions, PredictResult, TableSpec,
@@ -127,8 +128,7 @@ def _finish(partial: str, out_path: str, card, checksum: str) -> None:
         header["ANOMK"] = (card.anomaly["k"], "anomaly: mean distance to k nearest")
         header["ANOMREF"] = (card.anomaly["n_reference"], "training embeddings scored against")
     hdu = fits.table_to_hdu(table)
-    hdu.header["LONGSTRN"] = ("OGIP 1.0", "long strings continue over cards")
-    hdu.header["BASEDIR"] = (os.getcwd(), "relative file paths start here")
+    set_text(hdu.header, "BASEDIR", os.getcwd(), "relative file paths start here")
     with atomic_output(out_path) as tmp:
         fits.HDUList([fits.PrimaryHDU(header=header), hdu]).writeto(tmp)
     os.remove(partial)

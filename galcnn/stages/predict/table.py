@@ -17,6 +17,7 @@ import numpy as np
 from galcnn import __version__
 from galcnn.card import ModelCard
 from galcnn.data.atomic import atomic_output, write_csv, write_json
+from galcnn.data.fitsheader import set_text
 from galcnn.data.inputs import canonical_key
 from galcnn.errors import GalcnnError
 
@@ -103,7 +104,7 @@ def finish_table(partial: str, out_path: str, fmt: str, card: ModelCard,
     header = fits.Header()
     header["GALCNNV"] = (__version__, "galcnn version")
     header["MODELSHA"] = (checksum[:16], "SHA-256 of the model (first 16)")
-    header["CLASSES"] = (",".join(card.classes), "classes of the p_ columns")
+    set_text(header, "CLASSES", ",".join(card.classes), "classes of the p_ columns")
     header["TEMPERAT"] = (float(card.temperature), "calibration temperature")
     with atomic_output(out_path) as tmp:
         fits.HDUList([fits.PrimaryHDU(header=header), fits.table_to_hdu(table)]).writeto(tmp)

@@ -17,8 +17,9 @@ from astropy.table import Table
 
 from galcnn import __version__
 from galcnn.data.atomic import atomic_output
+from galcnn.data.fitsheader import set_text
 from galcnn.data.fitsio import ImagePlanes
-from galcnn.plots import pyplot, save_figure
+from galcnn.plots import plot_labels, pyplot, save_figure
 from galcnn.stages.segment.catalogue import celestial_wcs
 from galcnn.stages.segment.options import SegmentOptions
 from galcnn.stages.segment.tiling import Segmenter
@@ -79,15 +80,18 @@ def write_maps(path: str, header: fits.Header, probs, mask, labels, coverage,
         "DATE": (datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"), "UTC of writing"),
     }
     for key, value in provenance.items():
-        primary.header[key] = value
+        if isinstance(value, str):
+            set_text(primary.header, key, value)
+        else:
+            primary.header[key] = value
     wcs = _wcs_header(header)
     prob_header = wcs.copy()
     for i, name in enumerate(segmenter.classes):
-        prob_header[f"CLASS{i}"] = (name, f"class of plane {i + 1}")
+        set_text(prob_header, f"CLASS{i}", name, f"class of plane {i + 1}")
     prob_header["BUNIT"] = ("", "softmax belief")
     mask_header = wcs.copy()
     for i, name in enumerate(segmenter.classes):
-        mask_header[f"CLASS{i}"] = (name, f"pixel value {i}")
+        set_text(mask_header, f"CLASS{i}", name, f"pixel value {i}")
     extensions = [(probs, prob_header, "PROB"), (mask, mask_header, "MASK"),
                   (labels, wcs.copy(), "LABELS"), (coverage, wcs.copy(), "COVERAGE")]
     with atomic_output(path) as tmp:
@@ -180,7 +184,7 @@ def overlay_figure(image: np.ndarray, small: np.ndarray, table: Table, foregroun
     axis.set_yticks([])
     counts = {name: int(np.sum(table["predicted"] == name)) if len(table) else 0
               for name in foreground}
-    handles = [Patch(facecolor=colours[k], edgecolor="none", label=f"{name} ({counts[name]})")
+    handles = [Patch(facecolor=colours[k], edgecolor="none", label=plot_labels([f"{name} ({counts[name]})"])[0])
                for k, name in enumerate(foreground)]
     axis.legend(handles=handles, loc="upper center", ncol=min(len(handles), 5),
                 fontsize=max(fontsize, 8), frameon=False, bbox_to_anchor=(0.5, -0.005),
