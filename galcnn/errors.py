@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 __all__ = ["GalcnnError", "DiskFull", "is_disk_full", "naming_output", "device_failure"]
@@ -24,20 +24,31 @@ class DiskFull(GalcnnError):
     """The file system holding an output is full (or the user's quota is spent)."""
 
 
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written|Not enough space on disk")
+
+
 def is_disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    """A full file system (or spent quota): the system's error, or a library's own words
+    for a write cut short (numpy's "N requested and M written", astropy's "Not enough space
+    on disk")."""
+    if not isinstance(exc, OSError):
+        return False
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT) or \
+        (exc.errno is None and bool(_SHORT_WRITE.search(str(exc))))
 
 
 @contextmanager
-def naming_output(path: str, kept: str = "") -> Iterator[None]:
+def naming_output(path: str, kept: str | Callable[[], str] = "") -> Iterator[None]:
     """Turn a full disk while writing ``path`` into one line that names the output and says
-    what was kept (a write error alone names no file)."""
+    what was kept (a write error alone names no file); ``kept`` may be a function, asked
+    when the disk is full (what is kept then depends on how far the command got)."""
     try:
         yield
     except OSError as exc:
         if not is_disk_full(exc):
             raise
-        raise DiskFull(f"no space left on device writing {path}" + (f"; {kept}" if kept else "")
+        said = kept() if callable(kept) else kept
+        raise DiskFull(f"no space left on device writing {path}" + (f"; {said}" if said else "")
                        ) from None
 
 

@@ -16,8 +16,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["Interrupted", "StopRequest", "stop_on_signals", "raise_on_sigterm", "signal_name",
-           "exit_code_for"]
+__all__ = ["Interrupted", "StopRequest", "stop_on_signals", "raise_on_sigterm", "restore_sigterm",
+           "signal_name", "exit_code_for"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -99,6 +99,12 @@ def raise_on_sigterm() -> None:
         raise Interrupted(signum)
 
     signal.signal(signal.SIGTERM, handle)
+
+
+def restore_sigterm() -> None:
+    """SIGTERM ends the process again, as by default (the command is over)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _in_child(signum: int) -> None:

@@ -117,6 +117,36 @@ def field_file(tmp_path_factory) -> str:
     return write_fits(tmp_path_factory.mktemp("fields") / "field.fits", image, header=header)
 
 
+def _small_disk(tmp_path, size: str, left: int):
+    """A tmpfs of ``size`` mounted in ``tmp_path`` with about ``left`` bytes free (skipped
+    where this process may not mount one); yields the mount and unmounts it."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot mount a small file system here")
+    try:
+        with open(mount / ".filler", "wb", buffering=0) as handle:
+            try:
+                while os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize > left:
+                    handle.write(b"\0" * 4096)
+            except OSError:
+                pass
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+@pytest.fixture
+def nearly_full_disk(tmp_path):
+    """A directory on a small file system with about 100 KB left: writes are cut short
+    part-way, as on a real disk filling up."""
+    yield from _small_disk(tmp_path, "2m", 100 * 1024)
+
+
 @pytest.fixture
 def full_disk(tmp_path):
     """A directory on a tiny file system with no space left (a tmpfs mount; skipped where

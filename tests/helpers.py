@@ -184,3 +184,27 @@ def tile_bomb(path, side: int = 40000) -> str:
         hdul.writeto(str(path), overwrite=True)
     os.remove(small)
     return str(path)
+
+
+def with_bad_card(path, card: bytes, data=None) -> str:
+    """A FITS image whose header holds one malformed card (``CRPIX1  = 1.2.3``, ``bad key =
+    'x'``, an unterminated quote), written byte for byte as astropy would refuse to."""
+    image = np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32) \
+        if data is None else data
+    write_fits(path, image)
+    raw = bytearray(open(path, "rb").read())
+    end = raw.find(b"END" + b" " * 77)
+    raw[end:end + 160] = card.ljust(80) + b"END".ljust(80)
+    open(path, "wb").write(bytes(raw))
+    return str(path)
+
+
+def fitsverify(path) -> str | None:
+    """fitsverify's verdict line on a file, or None where the tool is not installed."""
+    import shutil
+    import subprocess
+
+    if shutil.which("fitsverify") is None:
+        return None
+    done = subprocess.run(["fitsverify", "-q", str(path)], capture_output=True, text=True)
+    return done.stdout.strip() + done.stderr.strip()

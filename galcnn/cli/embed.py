@@ -8,7 +8,8 @@ from contextlib import ExitStack
 import click
 
 from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run, stdout
-from galcnn.cli.options import STREAM_OPTIONS, add_options, chosen_shard, inputs_argument
+from galcnn.cli.options import (STREAM_OPTIONS, add_options, chosen_shard, inputs_argument,
+                                report_array_shard)
 
 
 @click.command("embed")
@@ -50,6 +51,7 @@ def command(model, inputs, out_path, anomaly, shard, resume, overwrite, batch_si
         result = run(embed, model, list(inputs), out_path, options, shard=chosen,
                      resume=resume, overwrite=overwrite, hdu=hdu, band_pattern=band_pattern,
                      bands=bands, anomaly=anomaly, progress=reporter)
+    report_array_shard("embed", shard, chosen, result)
     report_failures("embed", result.failures, "status column")
     part = f" (shard {chosen[0]}/{chosen[1]})" if chosen else ""
     resumed = (f", {result.n_skipped_resume} kept from the interrupted run"

@@ -22,7 +22,8 @@ import click
 
 from galcnn import __version__
 from galcnn.errors import GalcnnError, device_failure
-from galcnn.interrupt import Interrupted, exit_code_for, raise_on_sigterm, signal_name
+from galcnn.interrupt import (Interrupted, exit_code_for, raise_on_sigterm, restore_sigterm,
+                              signal_name)
 
 __all__ = ["EXIT_OK", "EXIT_FATAL", "EXIT_USAGE", "EXIT_SOME_FAILED", "cli", "run",
            "report_failures", "command_line", "stdout", "stderr", "printable"]
@@ -74,6 +75,12 @@ GLOBAL_OPTIONS = ("-v", "--verbose", "-q", "--quiet", "--max-pixels")
 
 class _Group(click.Group):
     """The command group; an option of the group given after a command is explained."""
+
+    def main(self, *args, **kwargs):
+        try:
+            return super().main(*args, **kwargs)
+        finally:  # a SIGTERM while the interpreter exits (torchrun ending the other ranks)
+            restore_sigterm()  # ends the process, not an atexit callback with a traceback
 
     def invoke(self, ctx: click.Context):
         try:

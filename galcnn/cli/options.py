@@ -363,6 +363,20 @@ STREAM_OPTIONS = [
 ]
 
 
+def report_array_shard(command: str, shard: str | None, chosen, result) -> None:
+    """A Slurm array task that took its shard from the array says how many of the inputs it
+    was given are its own: a task handed its own list would otherwise lose rows silently."""
+    if shard or not chosen:
+        return
+    from galcnn.cli.main import stderr
+
+    mine = result.n_rows
+    stderr().print(f"galcnn {command}: Slurm array task: shard {chosen[0]}/{chosen[1]} of the "
+                   f"inputs, {mine} of the {mine + result.n_other_shards} given; the other "
+                   f"{result.n_other_shards} are left to the array's other tasks (--shard 1/1 "
+                   "takes every input given)")
+
+
 def chosen_shard(shard: str | None) -> tuple[int, int] | None:
     """``--shard K/N``, else the Slurm array task's part, else None."""
     from galcnn.data.shards import parse_shard, shard_from_env

@@ -10,7 +10,7 @@ import click
 from galcnn.choices import TABLE_FORMATS
 from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run, stderr, stdout
 from galcnn.cli.options import (STREAM_OPTIONS, add_options, chosen_shard, inputs_argument,
-                                table_format)
+                                report_array_shard, table_format)
 
 
 @click.command("predict")
@@ -61,6 +61,7 @@ def command(model, inputs, out_path, fmt, spread, tta, mc_dropout, shard, resume
         result = run(predict, model, list(inputs), out_path, options, shard=chosen,
                      resume=resume, overwrite=overwrite, hdu=hdu, band_pattern=band_pattern,
                      bands=bands, progress=reporter)
+    report_array_shard("predict", shard, chosen, result)
     report_failures("predict", result.failures, "status column")
     report_failures("predict", [(path, f"warning: {warning}") for path, warning
                                 in result.warnings], "status column", limit=20)

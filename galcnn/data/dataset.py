@@ -16,13 +16,12 @@ No sample needs to be in memory to read another, so a dataset may be larger than
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from functools import cached_property
 
 import numpy as np
 
+from galcnn.data.integrity import DamagedDataset, check_shard, read_manifest_rows, read_metadata
 from galcnn.data.masks import mask_to_target
 from galcnn.data.recipe import Preprocess
 
@@ -38,15 +37,19 @@ MASKS_DIR = "masks"
 
 
 def read_manifest(path: str) -> list[dict]:
-    """Manifest rows with numeric columns converted (``ra``/``dec`` NaN when absent)."""
-    rows = []
-    with open(path, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
+    """Manifest rows with numeric columns converted (``ra``/``dec`` NaN when absent); a
+    damaged manifest is :class:`~galcnn.data.integrity.DamagedDataset`."""
+    rows = read_manifest_rows(path)
+    for line, row in enumerate(rows, start=2):
+        try:
             for key in ("index", "hdu", "label_index", "row", "n_bad", "mask_row"):
                 row[key] = int(row[key]) if row.get(key, "") != "" else -1
             for key in ("ra", "dec"):
-                row[key] = float(row[key]) if row.get(key, "") not in ("", "nan") else float("nan")
-            rows.append(row)
+                row[key] = float(row[key]) if row.get(key, "") not in ("", "nan") \
+                    else float("nan")
+        except ValueError:
+            raise DamagedDataset(path, f"line {line} holds a value that is not a number") \
+                from None
     return rows
 
 
@@ -68,14 +71,29 @@ class PreparedDataset:
             raise ValueError(f"{path} is not a prepared galcnn dataset (no metadata.json and "
                              "manifest.csv); make one with 'galcnn prepare'")
         self.path = path
-        with open(os.path.join(path, "metadata.json"), encoding="utf-8") as handle:
-            self.metadata = json.load(handle)
+        self.metadata = read_metadata(os.path.join(path, "metadata.json"))
         if self.metadata.get("format") != FORMAT_NAME:
             raise ValueError(f"{path}/metadata.json is not a galcnn prepared-dataset file")
         rows = read_manifest(os.path.join(path, "manifest.csv"))
+        expected = self.metadata.get("n_samples")
+        if isinstance(expected, int) and len(rows) != expected:
+            raise DamagedDataset(os.path.join(path, "manifest.csv"),
+                                 f"holds {len(rows)} rows, metadata.json says {expected}")
+        self._check_shards(rows)
         self.rows = [r for r in rows if split is None or r["split"] == split]
         self.split = split
         self._shards: dict[str, np.ndarray] = {}
+
+    def _check_shards(self, rows: list[dict]) -> None:
+        """Every shard the manifest names is whole (see :mod:`galcnn.data.integrity`)."""
+        needed: dict[str, int] = {}
+        for row in rows:
+            for shard, index in ((row["shard"], row["row"]),
+                                 (row.get("mask_shard"), row.get("mask_row", -1))):
+                if shard:
+                    needed[shard] = max(needed.get(shard, 0), index + 1)
+        for shard, count in needed.items():
+            check_shard(os.path.join(self.path, shard), count)
 
     @property
     def classes(self) -> list[str]:

@@ -18,6 +18,8 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning
 
+from galcnn.data.fitsheader import valid_cards
+
 __all__ = ["FitsImage", "FitsReadError", "read_image", "parse_hdu", "centre_radec",
            "max_cutout_pixels", "MAX_TILE_PIXELS"]
 
@@ -182,7 +184,12 @@ def _describe_exception(exc: Exception, path: str) -> str:
         return "not a FITS file (no valid primary header)"
     if isinstance(exc, (EOFError,)) or "Compressed file ended" in text:
         return "truncated compressed file"
-    return f"unreadable FITS ({type(exc).__name__}: {text.splitlines()[0] if text else 'no detail'})"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if "rror" in line and "reported errors" not in line]
+    detail = (errors or lines or ["no detail"])[0]
+    if detail.startswith("Unfixable error: "):
+        detail = "a header card it cannot repair: " + detail[len("Unfixable error: "):]
+    return f"unreadable FITS ({type(exc).__name__}: {detail})"
 
 
 def _check_file(path: str) -> None:
@@ -324,7 +331,10 @@ class ImagePlanes:
         self.path, self.index = path, index
         self.hdu = hdul[index]
         _check_declared(self.hdu, path, index, None)  # a field may be any size; its tiles not
-        self.header = self.hdu.header.copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            self.header = valid_cards(self.hdu.header)
+        """The image's header without cards no reader accepts (they stay out of outputs)."""
         self.extname = self.hdu.name
         shape = tuple(int(self.header.get(f"NAXIS{i}", 0)) for i in
                       range(int(self.header.get("NAXIS", 0)), 0, -1))
@@ -384,7 +394,7 @@ def image_hdus(path: str, hdu: int | str | None = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)
             hdul = fits.open(path, memmap=True)
-            hdul.verify("silentfix")
+            hdul.verify("silentfix+ignore")  # a card it cannot fix: left out of outputs
     except Exception as exc:
         raise FitsReadError(path, _describe_exception(exc, path)) from exc
     try:

@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from astropy.io import fits
+from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning
 
 from galcnn.attribution import grad_cam, integrated_gradients
 from galcnn.checkpoint import file_checksum, load_model
 from galcnn.data.atomic import (atomic_output, make_directory, replace_directory,
                                 temporary_path, write_csv)
-from galcnn.data.fitsheader import header_text, set_text
+from galcnn.data.fitsheader import header_text, set_text, valid_cards
 from galcnn.data.geometry import fit_to_size
 from galcnn.data.inputs import collect_sources
 from galcnn.data.lock import new_directory_output
@@ -219,12 +220,13 @@ class _Writer:
 
 
 def _input_header(path: str, hdu: int) -> fits.Header:
-    with fits.open(path, memmap=False) as hdus:
-        return hdus[hdu if isinstance(hdu, int) and hdu >= 0 else 0].header.copy()
+    with warnings.catch_warnings(), fits.open(path, memmap=False) as hdus:
+        warnings.simplefilter("ignore", AstropyWarning)  # its malformed cards: left out
+        return valid_cards(hdus[hdu if isinstance(hdu, int) and hdu >= 0 else 0].header)
 
 
 def _without_data_keywords(header: fits.Header) -> fits.Header:
-    kept = header.copy()
+    kept = valid_cards(header)
     kept.strip()  # structural keywords (SIMPLE, BITPIX, NAXISn, ...) belong to each HDU
     for key in ("BSCALE", "BZERO", "BLANK", "XTENSION", "EXTNAME"):
         kept.remove(key, ignore_missing=True, remove_all=True)

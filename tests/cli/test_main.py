@@ -7,13 +7,14 @@ import subprocess
 import sys
 
 import click
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from galcnn.cli import cli
 from galcnn.cli.main import EXIT_FATAL, EXIT_USAGE
 
-from helpers import SAMPLE_DATA
+from helpers import SAMPLE_DATA, csv_rows
 
 SIMULATED = os.path.join(SAMPLE_DATA, "simulated")
 FIELD = os.path.join(SAMPLE_DATA, "field.fits.fz")
@@ -375,3 +376,113 @@ def test_a_segment_run_prints_odd_paths_as_text(unet, tmp_path):
     result = _invoke(["segment", unet, field, "--hdu", "SCI", "-o", tmp_path / "seg[bold]"])
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.output and str(tmp_path / "seg[bold]") in result.output
+
+
+@pytest.mark.parametrize("damage", ["shard", "manifest-row", "manifest-rows", "metadata",
+                                    "pickle"])
+def test_a_damaged_prepared_set_is_named_in_one_line(classifier, simulated, tmp_path, damage):
+    """A cut shard gave 'mmap length is greater than file size' (a traceback, in training);
+    a cut manifest a TypeError traceback; a cut metadata.json 'Expecting value: line 14'
+    without the file; a pickled shard a traceback. Each is one line now, naming the file."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    copy = tmp_path / "prepared"
+    shutil.copytree(simulated, copy)
+    shard = copy / json.load(open(copy / "metadata.json"))["shards"][0]["file"]
+    manifest, metadata = copy / "manifest.csv", copy / "metadata.json"
+    if damage == "shard":
+        shard.write_bytes(shard.read_bytes()[:-5000])
+        named, problem = shard, "cut short: "
+    elif damage == "manifest-row":
+        text = manifest.read_text()
+        manifest.write_text(text[: len(text) - 40])
+        named, problem = manifest, "is cut short or has extra fields"
+    elif damage == "manifest-rows":
+        manifest.write_text("".join(manifest.read_text().splitlines(keepends=True)[:-3]))
+        named, problem = manifest, "holds 117 rows, metadata.json says 120"
+    elif damage == "metadata":
+        metadata.write_text(metadata.read_text()[:300])
+        named, problem = metadata, "damaged JSON (Expecting"
+    else:
+        np.save(shard, np.array([{"x": 1}] * 200, dtype=object), allow_pickle=True)
+        named, problem = shard, "holds Python objects (pickles), never loaded"
+    for args in (["train", "--data", copy, "--out", tmp_path / "run", "--epochs", "1"],
+                 ["evaluate", classifier, copy]):
+        result = _invoke(args)
+        assert result.exit_code == EXIT_FATAL, (args[0], result.output)
+        line = _one_line_error(result)
+        assert line.startswith(f"Error: {named}: ") and problem in line, (args[0], line)
+        assert line.endswith("prepare the set again (galcnn prepare ... --overwrite)")
+
+
+@pytest.mark.slow
+def test_a_disk_filling_up_is_said_plainly_in_every_command(classifier, unet, cutouts,
+                                                            simulated, nearly_full_disk):
+    """With some space left, writes are cut short part-way: prepare said '786432 requested
+    and 260064 written', explain 'Not enough space on disk: requested 32768...', segment
+    logged its first victim as a failed file, train full before epoch 1 said 'the last
+    complete checkpoint is kept ... --resume' with no run directory left."""
+    disk = nearly_full_disk
+    commands = {
+        "prepare": (disk / "prep", ["prepare", str(cutouts), "-o", str(disk / "prep"),
+                                    "--augment", "rot90", "--copies", "3"],
+                    "nothing was written; an existing output is unchanged"),
+        "explain": (disk / "expl", ["explain", classifier, str(cutouts), "-o",
+                                    str(disk / "expl"), "--no-png"],
+                    "nothing was written; an existing output is unchanged"),
+        "segment": (disk / "seg", ["segment", unet, FIELD, FIELD, "--hdu", "SCI", "-o",
+                                   str(disk / "seg")],
+                    "complete outputs are kept; free space, then run again to go on"),
+        "train": (disk / "run", ["train", "--data", simulated, "--out", str(disk / "run"),
+                                 "--epochs", "1", "--width", "64"],
+                  "nothing was kept; free space, then run the command again"),
+    }
+    for name, (path, args, kept) in commands.items():
+        result = _invoke(args)
+        assert result.exit_code == EXIT_FATAL, (name, result.output)
+        assert _one_line_error(result) == \
+            f"Error: no space left on device writing {path}; {kept}", name
+    assert not os.path.exists(disk / "run")
+    rows = csv_rows(disk / "seg" / "segment.csv") if (disk / "seg" / "segment.csv").exists() \
+        else []
+    assert not any("space" in r["status"] for r in rows)  # no failure row to outlive a rerun
+
+
+@pytest.mark.parametrize("card", [b"CRPIX1  = 1.2.3", b"bad key = 'x'", b"OBJECT  = 'abc"])
+def test_one_malformed_header_card_costs_that_card_only(unet, classifier, tmp_path, card):
+    """A cutout with one malformed card gave explain a VerifyError traceback, exit 1 and no
+    output for the good inputs; segment failed it with 'unreadable FITS (VerifyError: )' or
+    copied the card into a .seg.fits that failed fitsverify. The card is left out now."""
+    from helpers import fitsverify, with_bad_card
+
+    source = with_bad_card(tmp_path / "odd.fits", card)
+    result = _invoke(["segment", unet, source, "-o", tmp_path / "seg"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and "VerifyWarning" not in result.output
+    seg = tmp_path / "seg" / "odd.seg.fits"
+    verdict = fitsverify(seg)
+    assert verdict is None or verdict.startswith("verification OK"), verdict
+    result = _invoke(["explain", classifier, source, SIMULATED + "/elliptical", "-o",
+                      tmp_path / "expl", "--no-png"])
+    assert result.exit_code == 0, result.output
+    assert "Explained 31 cutouts" in result.output
+    verdict = fitsverify(tmp_path / "expl" / "odd.fits")
+    assert verdict is None or verdict.startswith("verification OK"), verdict
+
+
+def test_an_empty_verify_message_still_says_what_is_wrong(tmp_path):
+    from astropy.io.fits.verify import VerifyError
+
+    from galcnn.data.fitsio import _describe_exception
+    from helpers import write_fits
+
+    path = write_fits(tmp_path / "x.fits", np.zeros((4, 4), np.float32))
+    error = VerifyError("\nVerification reported errors:\nHDU 0:\n    Card 8:\n        "
+                        "Unfixable error: Illegal keyword name 'BAD KEY'\nNote: astropy.io.fits "
+                        "uses zero-based indexing.\n")
+    assert _describe_exception(error, path) == (
+        "unreadable FITS (VerifyError: a header card it cannot repair: Illegal keyword name "
+        "'BAD KEY')")

@@ -155,3 +155,25 @@ def test_a_reading_worker_killed_mid_run_loses_no_row(classifier, tmp_path):
     rows = csv_rows(out)
     assert len(rows) == 800 and len({r["file"] for r in rows}) == 800
     assert all(r["status"] == "ok" for r in rows)
+
+
+def test_an_array_task_says_how_many_of_its_inputs_it_took(classifier, cutouts, tmp_path,
+                                                           monkeypatch):
+    """With Slurm array variables set and a list per task, a task given 60 inputs wrote 22
+    rows, exit 0, and said nothing."""
+    for key, value in {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "0",
+                       "SLURM_ARRAY_TASK_MAX": "2", "SLURM_ARRAY_TASK_STEP": "1",
+                       "SLURM_ARRAY_TASK_COUNT": "3"}.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "part.csv"
+    result = CliRunner().invoke(cli, ["predict", classifier, str(cutouts), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    mine = len(csv_rows(out))
+    assert 0 < mine < 12
+    assert (f"galcnn predict: Slurm array task: shard 2/3 of the inputs, {mine} of the 12 "
+            f"given; the other {12 - mine} are left to the array's other tasks (--shard 1/1 "
+            "takes every input given)") in result.output
+    every = CliRunner().invoke(cli, ["predict", classifier, str(cutouts), "-o",
+                                     str(tmp_path / "all.csv"), "--shard", "1/1"])
+    assert every.exit_code == 0 and len(csv_rows(tmp_path / "all.csv")) == 12
+    assert "Slurm array task" not in every.output

@@ -59,6 +59,10 @@ def test_a_table_without_embeddings_is_refused(tmp_path):
         similar(str(predictions), ["a"], str(tmp_path / "x.csv"))
     assert str(raised.value) == (f"{predictions}: not a FITS table; similar searches the "
                                  "table galcnn embed writes (embeddings.fits)")
+    partial = tmp_path / "emb.fits.partial"  # astropy printed its 50-line table of formats
+    partial.write_text("id,file,hdu,ra,dec,embedding,status\n")
+    with pytest.raises(SimilarError, match="not a FITS table"):
+        similar(str(partial), ["a"], str(tmp_path / "x.csv"))
 
 
 def test_unknown_queries_alone_write_nothing(tmp_path):

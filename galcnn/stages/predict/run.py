@@ -71,6 +71,8 @@ class PredictResult:
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
     """Inputs predicted but flagged (``warning: ...`` status), such as constant images."""
+    n_other_shards: int = 0
+    """Inputs given that belong to other shards (``shard``), left to their jobs."""
 
 
 def predict(model_path: str, inputs: list[str], out_path: str,
@@ -173,6 +175,7 @@ def _write_table(spec: TableSpec, inputs: list[str], out_path: str, options, sta
                                                         bands=recipe.bands or None)
     except ValueError as exc:
         raise PredictError(str(exc)) from exc
+    n_given = len(sources)
     sources = [s for s in sources if in_shard(s.key, shard)]
     grouping_problems = [(p, m) for p, m in grouping_problems
                          if in_shard(canonical_key(p), shard)]
@@ -240,7 +243,7 @@ def _write_table(spec: TableSpec, inputs: list[str], out_path: str, options, sta
     return PredictResult(out_path=out_path, n_rows=n_ok + len(failures) + n_skipped, n_ok=n_ok,
                          n_failed=len(failures), n_skipped_resume=n_skipped,
                          elapsed_s=time.monotonic() - started, failures=failures,
-                         warnings=warnings)
+                         warnings=warnings, n_other_shards=n_given - len(sources))
 
 
 def _device_inputs(recipe: DeviceRecipe):

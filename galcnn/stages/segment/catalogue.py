@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
+from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning
 
 from galcnn.stages.segment.objects import ROWS
@@ -80,6 +81,7 @@ def celestial_wcs(header: fits.Header) -> WCS | None:
     """The header's celestial WCS, or None when it has none (or a broken one)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
+        warnings.simplefilter("ignore", AstropyWarning)
         try:
             wcs = WCS(header).celestial
         except Exception:

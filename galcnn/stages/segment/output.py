@@ -17,7 +17,7 @@ from astropy.table import Table
 
 from galcnn import __version__
 from galcnn.data.atomic import atomic_output
-from galcnn.data.fitsheader import set_text
+from galcnn.data.fitsheader import set_text, valid_cards
 from galcnn.data.fitsio import ImagePlanes
 from galcnn.plots import plot_labels, pyplot, save_figure
 from galcnn.stages.segment.catalogue import celestial_wcs
@@ -41,7 +41,7 @@ def _input_header(header: fits.Header) -> fits.Header:
     """The input header without the keywords that describe its own data layout or
     products."""
     out = fits.Header()
-    for card in header.cards:
+    for card in valid_cards(header).cards:
         key = card.keyword
         if key.startswith(_STRUCTURAL) or key in ("", "END", *_REPLACED):
             continue

@@ -249,11 +249,9 @@ def _segment_file(path: str, source_id: str, segmenter: Segmenter, options: Segm
                 yield {**row, "output": "", "catalogue": "", "status": exc.problem}
                 continue
             except (ValueError, OSError, RuntimeError) as exc:
-                if device_failure(exc):
-                    raise  # the whole run's problem, not this image's
-                problem = (f"no space left on device writing {stem}.*; nothing of it was kept"
-                           if is_disk_full(exc) else
-                           f"could not be segmented ({type(exc).__name__}: {exc})")
+                if device_failure(exc) or is_disk_full(exc):
+                    raise  # the whole run's problem (every next image would meet it too)
+                problem = f"could not be segmented ({type(exc).__name__}: {exc})"
                 result.failures.append((f"{path}[{planes.index}]", problem))
                 yield {**row, "output": "", "catalogue": "", "status": problem}
                 continue

@@ -142,9 +142,15 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
         held.close()
         close_distributed()
         raise
-    kept = "the last complete checkpoint is kept; free space, then --resume"
+    last_path = os.path.join(run_dir, "last.pt")
+
+    def kept() -> str:
+        if os.path.isfile(last_path):
+            return (f"{last_path}, the last complete checkpoint, is kept; free space, then "
+                    "--resume")
+        return "nothing was kept; free space, then run the command again"
+
     with held, naming_output(run_dir, kept):
-        last_path = os.path.join(run_dir, "last.pt")
         found = set(os.listdir(run_dir)) if os.path.isdir(run_dir) else None
         try:
             def start() -> None:

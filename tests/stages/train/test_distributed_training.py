@@ -100,3 +100,47 @@ def test_srun_tasks_train_one_model_and_resume_in_one_process(tmp_path):
     assert "was trained by 2 process(es) (batch 16) and resumes with 1 (batch 16)" in done.stderr
     state = load_checkpoint(os.path.join(run, "last.pt"))
     assert state["trainer"]["epoch"] == 2 and state["trainer"]["world_size"] == 1
+
+
+DYING = """
+import os, signal, sys
+import galcnn.stages.train.tasks as tasks
+from galcnn.cli import cli
+
+steps = []
+loss = tasks.ClassifyTask.loss
+
+def dying(self, *args):
+    steps.append(1)
+    if os.environ["RANK"] == "1" and len(steps) == 8:  # in the second epoch
+        os.kill(os.getpid(), signal.SIGKILL)
+    return loss(self, *args)
+
+tasks.ClassifyTask.loss = dying
+cli(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_a_rank_that_dies_leaves_rank_0_one_line(tmp_path):
+    """Killing one rank gave rank 0 a 44-line gloo traceback."""
+    import glob
+
+    script = tmp_path / "dying.py"
+    script.write_text(DYING)
+    run, logs = str(tmp_path / "run"), tmp_path / "logs"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2", "--log-dir", str(logs), "--redirects", "3",
+               str(script), *_train_args(run, "--epochs", "4", "--patience", "99")]
+    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    (rank0,) = glob.glob(str(logs / "**" / "0" / "stderr.log"), recursive=True)
+    said = open(rank0).read()
+    assert "Traceback" not in said, said[-3000:]
+    lines = [line for line in said.splitlines() if line.strip() and " INFO: " not in line]
+    assert 1 <= len(lines) <= 2, said[-3000:]  # the one line (or the SIGTERM stop and resume)
+    assert ("another process of this 2-process job (torchrun) stopped or stopped answering; "
+            f"{run}/last.pt is kept: resume with the same launcher and --resume") in said or \
+        "stopped by SIGTERM" in said, said[-3000:]
+    assert os.path.isfile(os.path.join(run, "last.pt"))
