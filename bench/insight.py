@@ -44,7 +44,8 @@ from galcnn.data.fitsio import read_image
 from galcnn.data.simulate import CLASSES, MASK_CENTRAL, simulate_cutout, write_cutout
 from galcnn.inference import as_batch, dataset_embeddings
 from galcnn.models import GroupPooled, create_model
-from galcnn.stages.predict import PredictOptions, embed
+from galcnn.runner.stream import StreamOptions as PredictOptions
+from galcnn.stages.embed import embed
 from galcnn.stages.prepare import PrepareOptions, prepare
 from galcnn.stages.train import TrainOptions, train
 

@@ -28,6 +28,7 @@ _EXPORTS = {
     "train": "galcnn.stages.train", "TrainOptions": "galcnn.stages.train",
     "evaluate": "galcnn.stages.evaluate",
     "predict": "galcnn.stages.predict", "PredictOptions": "galcnn.stages.predict",
+    "embed": "galcnn.stages.embed", "StreamOptions": "galcnn.runner.stream",
     "segment": "galcnn.stages.segment", "SegmentOptions": "galcnn.stages.segment",
     "load_model": "galcnn.checkpoint", "ModelCard": "galcnn.card",
     "Preprocess": "galcnn.data.recipe", "Stretch": "galcnn.data.stretch",

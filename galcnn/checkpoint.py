@@ -23,8 +23,8 @@ from galcnn.data.atomic import atomic_output
 from galcnn.errors import GalcnnError
 from galcnn.models import GroupPooled, create_model
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_model", "build_model",
-           "resolve_checkpoint", "file_checksum"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint",
+           "load_model", "model_of", "build_model", "resolve_checkpoint", "file_checksum"]
 
 CHECKPOINT_FORMAT = "galcnn-checkpoint"
 CHECKPOINT_VERSION = 2
@@ -61,13 +61,26 @@ def save_checkpoint(path: str, card: ModelCard, weights: dict, **state) -> None:
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict:
     """The stored dict, with ``card`` as a :class:`ModelCard`; anything that is not a galcnn
     checkpoint is refused with a one-line :class:`CheckpointError`."""
+    return read_checkpoint(path, map_location)[0]
+
+
+def read_checkpoint(path: str, map_location: str | torch.device = "cpu") -> tuple[dict, str]:
+    """:func:`load_checkpoint` and the file's SHA-256, from one read of the file."""
     path = resolve_checkpoint(path)
-    if not zipfile.is_zipfile(path):
+    with open(path, "rb") as handle:
+        content = handle.read()
+    checksum = hashlib.sha256(content).hexdigest()
+    return _loaded(path, io.BytesIO(content), map_location), checksum
+
+
+def _loaded(path: str, content: io.BytesIO, map_location) -> dict:
+    if not zipfile.is_zipfile(content):
         raise CheckpointError(f"{path}: not a galcnn checkpoint (not a file written by "
                               "torch.save, or a damaged one)")
-    _check_records(path)
+    _check_records(path, content)
+    content.seek(0)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(content, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported (?:global: GLOBAL|class) (\S+)", str(exc))
         name = found and re.sub(r"^(__builtin__|builtins)\.", "", found[1])  # torch < 2.6
@@ -94,11 +107,11 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> dict
     return state
 
 
-def _check_records(path: str) -> None:
+def _check_records(path: str, content: io.BytesIO) -> None:
     """torch.save stores every record as it is: a compressed one (which could inflate a
     few megabytes into gigabytes before torch reads a byte of it) is refused unread."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(content) as archive:
             packed = [info.filename for info in archive.infolist()
                       if info.compress_type != zipfile.ZIP_STORED]
     except (zipfile.BadZipFile, OSError) as exc:
@@ -138,7 +151,11 @@ def build_model(card: ModelCard) -> GroupPooled:
 
 def load_model(path: str, device: str | torch.device = "cpu") -> GroupPooled:
     """The model of a checkpoint or run directory, in eval mode; ``model.card`` is its card."""
-    state = load_checkpoint(path)
+    return model_of(load_checkpoint(path), path).to(device).eval()
+
+
+def model_of(state: dict, path: str) -> GroupPooled:
+    """The model a loaded checkpoint holds (its card checked against its weights first)."""
     _check_fits(state["card"], state["model"], resolve_checkpoint(path))
     try:
         model = build_model(state["card"])
@@ -147,7 +164,7 @@ def load_model(path: str, device: str | torch.device = "cpu") -> GroupPooled:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{resolve_checkpoint(path)}: damaged galcnn checkpoint (weights "
                               f"do not fit its card: {first[:120]})") from None
-    return model.to(device).eval()
+    return model
 
 
 def file_checksum(path: str) -> str:

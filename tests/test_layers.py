@@ -1,6 +1,6 @@
 """The package's layers import downward only, and no stage imports another stage.
 
-    __main__  >  cli  >  stages  >  core (card, checkpoint, inference, attribution, anomaly,
+    __main__  >  cli  >  stages  >  runner  >  core (card, checkpoint, inference, attribution, anomaly,
     metrics, losses, plots, runtime, distributed, progress)  >  models  >  data  >  base (choices, errors,
     interrupt, the package itself)
 """
@@ -16,7 +16,8 @@ ROOT = os.path.dirname(galcnn.__file__)
 CORE = {"card", "checkpoint", "inference", "attribution", "anomaly", "metrics", "losses", "plots",
         "runtime", "progress", "device_recipe", "distributed"}
 BASE = {"choices", "errors", "interrupt", ""}
-RANK = {"base": 0, "data": 1, "models": 2, "core": 3, "stages": 4, "cli": 5, "__main__": 6}
+RANK = {"base": 0, "data": 1, "models": 2, "core": 3, "runner": 4, "stages": 5, "cli": 6,
+        "__main__": 7}
 
 
 def _layer(module: str) -> str:

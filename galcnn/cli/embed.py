@@ -1,4 +1,4 @@
-"""``galcnn embed``: parse, call :func:`galcnn.stages.predict.embed`, report."""
+"""``galcnn embed``: parse, call :func:`galcnn.stages.embed.embed`, report."""
 
 from __future__ import annotations
 
@@ -39,11 +39,12 @@ def command(model, inputs, out_path, anomaly, shard, resume, overwrite, batch_si
       galcnn embed runs/gz1 @survey_files.txt -o part.fits --shard 3/100 --resume
     """
     from galcnn.progress import progress_reporter
-    from galcnn.stages.predict import PredictOptions, embed
+    from galcnn.runner.stream import StreamOptions
+    from galcnn.stages.embed import embed
 
     chosen = chosen_shard(shard)
-    options = PredictOptions(batch_size=batch_size, device=device, workers=workers,
-                             amp=not no_amp)
+    options = StreamOptions(batch_size=batch_size, device=device, workers=workers,
+                            amp=not no_amp)
     with ExitStack() as stack:
         def reporter(total: int):
             return stack.enter_context(progress_reporter(total, "embed", unit="cutouts"))

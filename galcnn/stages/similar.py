@@ -21,6 +21,7 @@ import numpy as np
 from astropy.table import Table
 
 from galcnn.data.atomic import make_parent, write_csv
+from galcnn.data.fitsheader import from_fits_text
 from galcnn.errors import GalcnnError
 from galcnn.plots import plot_mosaic
 
@@ -94,7 +95,8 @@ def similar(table_path: str, queries: list[str], out_path: str, *, k: int = 10,
         chosen, distances = chosen[keep][:k], distances[keep][:k]
         for rank, (position, distance) in enumerate(zip(chosen, distances), start=1):
             row = rows[int(position)]
-            out_rows.append([query, rank, row["id"], row["file"], _coordinate(row, "ra"),
+            out_rows.append([query, rank, _text(row["id"]), _text(row["file"]),
+                             _coordinate(row, "ra"),
                              _coordinate(row, "dec"), f"{distance:.6f}"])
         panels.append([(rows[index], f"query {_short(rows[index]['id'])}")] +
                       [(rows[int(p)], f"{_short(rows[int(p)]['id'])}\nd={d:.3f}")
@@ -104,10 +106,10 @@ def similar(table_path: str, queries: list[str], out_path: str, *, k: int = 10,
     write_csv(out_path, NEIGHBOUR_COLUMNS, out_rows)
     mosaic_path, missing = None, []
     if mosaic:
-        base = str(table.meta.get("BASEDIR", "")) or None
-        located = [[(_located(str(row["file"]), base), label) for row, label in query_panels]
+        base = from_fits_text(str(table.meta.get("BASEDIR", ""))) or None
+        located = [[(_located(_text(row["file"]), base), label) for row, label in query_panels]
                    for query_panels in panels]
-        missing = sorted({(str(row["file"]), _not_found(base)) for query_panels, places
+        missing = sorted({(_text(row["file"]), _not_found(base)) for query_panels, places
                           in zip(panels, located) for (row, _), (place, _) in
                           zip(query_panels, places) if place is None})
         mosaic_path = os.path.splitext(out_path)[0] + ".png"
@@ -149,12 +151,17 @@ def _read(path: str) -> Table:
     return table
 
 
+def _text(value) -> str:
+    """A text cell of a FITS table as it was before FITS escaped it."""
+    return from_fits_text(str(value))
+
+
 def _names(rows: Table) -> dict[str, int]:
     """Each row's id, file and file name -> its position (the first row wins a tie)."""
     names: dict[str, int] = {}
     for position in range(len(rows) - 1, -1, -1):
-        path = str(rows[position]["file"])
-        for name in (str(rows[position]["id"]), path, os.path.basename(path)):
+        path = _text(rows[position]["file"])
+        for name in (_text(rows[position]["id"]), path, os.path.basename(path)):
             names[name] = position
     return names
 

@@ -18,7 +18,7 @@ from galcnn.errors import GalcnnError
 from galcnn.inference import dataset_logits
 from galcnn.metrics import softmax
 from galcnn.stages.predict import PredictError, PredictOptions, columns_for, predict
-from galcnn.stages.predict.table import identity_path
+from galcnn.runner.table import identity_path
 from galcnn.stages.prepare import PrepareOptions, prepare
 
 from helpers import SAMPLE_DATA, csv_rows, write_fits

@@ -16,7 +16,7 @@ from galcnn.checkpoint import load_checkpoint, load_model, save_checkpoint
 from galcnn.data.fitsio import read_image
 from galcnn.data.inputs import collect_sources
 from galcnn.data.reader import ReadTask, read_sample
-from galcnn.stages.predict import PredictError, embed
+from galcnn.stages.embed import EmbedError, embed
 
 from helpers import write_fits
 
@@ -74,6 +74,6 @@ def test_a_model_without_a_reference_cannot_score_anomalies(classifier, cutouts,
     state = load_checkpoint(classifier)
     old = str(tmp_path / "old.pt")
     save_checkpoint(old, state["card"].with_updates(anomaly={}), state["model"])
-    with pytest.raises(PredictError, match="keeps no training embeddings to score anomalies"):
+    with pytest.raises(EmbedError, match="keeps no training embeddings to score anomalies"):
         embed(old, [str(cutouts)], str(tmp_path / "x.fits"), anomaly=True)
     assert not os.path.exists(tmp_path / "x.fits")
