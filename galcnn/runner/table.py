@@ -32,7 +32,7 @@ from galcnn.data.fitsheader import fits_text, write_cards
 from galcnn.data.inputs import canonical_key
 from galcnn.runner.model import RunError
 
-__all__ = ["Column", "TableSink", "identity_path", "count_rows"]
+__all__ = ["Column", "TableSink", "identity_path", "count_rows", "write_rows"]
 
 KINDS = ("text", "int", "float", "vector")
 CHUNK_ROWS = 8192
@@ -108,8 +108,9 @@ class TableSink:
 
     ``key``: the column that names each row's input (matched by real path on resume)."""
 
-    def __init__(self, out_path: str, columns: list[Column], *, fmt: str, identity: dict,
-                 meta: list[tuple[str, object, str]] = (), key: str = "file"):
+    def __init__(self, out_path: str, columns: list[Column], *, fmt: str,
+                 identity: dict | None, meta: list[tuple[str, object, str]] = (),
+                 key: str = "file"):
         self.out_path, self.columns, self.fmt = out_path, list(columns), fmt
         self.identity, self.meta, self.key = identity, list(meta), key
         self.partial = f"{out_path}.partial"
@@ -136,7 +137,7 @@ class TableSink:
         elif os.path.exists(self.partial) and not overwrite:
             raise RunError(f"{self.partial} exists from an interrupted run; use --resume to "
                               "continue it or --overwrite to start again")
-        if not done:
+        if not done and self.identity is not None:
             write_json(identity_path(self.out_path), self.identity)
         self._handle = open(self.partial, "a" if done else "w", newline="", encoding="utf-8")
         self._writer = csv.writer(self._handle)
@@ -163,8 +164,13 @@ class TableSink:
             os.remove(self.partial)
 
     def close(self) -> None:
+        """Close the partial file, after an error too (whose own exception is the one to
+        report: a full disk fails the flush of closing again)."""
         if self._handle is not None and not self._handle.closed:
-            self._handle.close()
+            try:
+                self._handle.close()
+            except OSError:
+                pass
 
     def _done_keys(self) -> set[str]:
         """Keys of the rows of the partial table; a torn last row is cut off. Parsed as
@@ -185,6 +191,22 @@ class TableSink:
             write_csv(self.partial, complete[0], complete[1:])
         position = self.names.index(self.key)
         return {canonical_key(row[position]) for row in complete[1:]}
+
+
+def write_rows(out_path: str, columns: list[Column], rows: Iterable[dict], *, fmt: str,
+               meta: list[tuple[str, object, str]] = ()) -> None:
+    """A whole table at once (a catalogue, an index), through the same cells and FITS
+    writer as a streamed one, appearing only when complete."""
+    sink = TableSink(out_path, columns, fmt=fmt, identity=None, meta=meta)
+    try:
+        sink.open(resume=False, overwrite=True)
+        for row in rows:
+            sink.add(row)
+        sink.finish()
+    finally:
+        sink.close()
+        if os.path.exists(sink.partial):
+            os.remove(sink.partial)
 
 
 def _rows(partial: str) -> Iterable[list[str]]:

@@ -28,25 +28,26 @@ from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning
 
 from galcnn.attribution import grad_cam, integrated_gradients
-from galcnn.checkpoint import file_checksum, load_model
-from galcnn.data.atomic import (atomic_output, make_directory, replace_directory,
-                                temporary_path, write_csv)
-from galcnn.data.fitsheader import header_text, set_text, valid_cards
+from galcnn.data.atomic import atomic_output, make_directory, replace_directory, temporary_path
+from galcnn.data.fitsheader import valid_cards, write_cards
 from galcnn.data.geometry import fit_to_size
-from galcnn.data.inputs import collect_sources
+from galcnn.data.inputs import Source, collect_sources
 from galcnn.data.lock import new_directory_output
-from galcnn.data.reader import ReadTask, read_samples
-from galcnn.errors import GalcnnError
-from galcnn.inference import as_batch, forward
+from galcnn.errors import GalcnnError, is_disk_full
 from galcnn.plots import plot_attribution
-from galcnn.runtime import select_device, worker_count
+from galcnn.runner.model import LoadedModel, open_model
+from galcnn.runner.pipeline import Batch, InputPipeline, Problem
+from galcnn.runner.provenance import provenance
+from galcnn.runner.table import Column, write_rows
 
 __all__ = ["ExplainOptions", "ExplainResult", "ExplainError", "explain", "INDEX_COLUMNS"]
 
 logger = logging.getLogger("galcnn")
 
-INDEX_COLUMNS = ["id", "file", "hdu", "ra", "dec", "class", "belief", "predicted", "fits", "png",
-                 "status"]
+INDEX = [Column("id"), Column("file"), Column("hdu", "int"), Column("ra", "float", "deg", ".7f"),
+         Column("dec", "float", "deg", ".7f"), Column("class"), Column("belief", "float", "", ".6g"),
+         Column("predicted"), Column("fits"), Column("png"), Column("status")]
+INDEX_COLUMNS = [column.name for column in INDEX]
 
 
 class ExplainError(GalcnnError):
@@ -84,15 +85,12 @@ def explain(model_path: str, inputs: list[str], out_dir: str,
     options = options or ExplainOptions()
     if options.steps < 1:
         raise ExplainError("--steps must be at least 1")
-    device = select_device(options.device)
-    model = load_model(model_path, device)
-    card = model.card
-    if card.task != "classify":
-        raise ExplainError(f"{model_path}: a {card.task} model; explain needs a classifier")
-    if options.target is not None and options.target not in card.classes:
-        raise ExplainError(f"unknown --class {options.target!r}; the model's classes are "
-                           f"{', '.join(card.classes)}")
-    recipe = card.preprocess.reading(hdu, band_pattern, bands)
+    model = open_model(model_path, "classify", "explain", device=options.device,
+                       error=ExplainError)
+    if options.target is not None and options.target not in model.card.classes:
+        raise ExplainError(f"unknown class {options.target!r} to explain; the model's classes "
+                           f"are {', '.join(model.card.classes)}")
+    recipe = model.card.preprocess.reading(hdu, band_pattern, bands)
     with new_directory_output(out_dir, overwrite, ExplainError):
         try:
             sources, _, problems = collect_sources(inputs, band_pattern=recipe.band_pattern,
@@ -104,31 +102,9 @@ def explain(model_path: str, inputs: list[str], out_dir: str,
         tmp_dir = temporary_path(out_dir)
         make_directory(tmp_dir)
         try:
-            writer = _Writer(tmp_dir, model, recipe, options, file_checksum(model_path))
-            rows = [_row("", path, status=f"error: {problem}") for path, problem in problems]
-            advance = progress(len(sources) + len(problems)) if progress else None
-            if advance and problems:
-                advance(len(problems))
-            batch: list = []
-            tasks = [ReadTask(i, s) for i, s in enumerate(sources)]
-            for sample in read_samples(tasks, recipe, workers=worker_count(options.workers,
-                                                                           device=device),
-                                       expected="the model needs"):
-                if sample.problem:
-                    rows += writer.write(batch)  # keep rows in input order
-                    batch.clear()
-                    rows.append(_row(sources[sample.index].id, sources[sample.index].path_text,
-                                     sample.hdu, status=f"error: {sample.problem}"))
-                else:
-                    batch.append((sources[sample.index], sample))
-                if len(batch) >= options.batch_size:
-                    rows += writer.write(batch)
-                    batch.clear()
-                if advance:
-                    advance(1)
-            rows += writer.write(batch)
-            write_csv(os.path.join(tmp_dir, "index.csv"), INDEX_COLUMNS,
-                      [[row[c] for c in INDEX_COLUMNS] for row in rows])
+            rows = _explained(_Writer(tmp_dir, model, recipe, options), sources, problems,
+                              progress)
+            write_rows(os.path.join(tmp_dir, "index.csv"), INDEX, rows, fmt="csv")
             replace_directory(tmp_dir, out_dir, overwrite)
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -139,53 +115,80 @@ def explain(model_path: str, inputs: list[str], out_dir: str,
                          failures=failures)
 
 
-def _row(id_: str, path: str, hdu="", ra="", dec="", *, status: str, **values) -> dict:
-    return {"id": id_, "file": path, "hdu": hdu, "ra": ra, "dec": dec, "class": "",
-            "belief": "", "predicted": "", "fits": "", "png": "", "status": status, **values}
+def _explained(writer: "_Writer", sources: list[Source], problems: list[tuple[str, str]],
+               progress) -> list[dict]:
+    """The index rows of every input, in input order: maps written, or why not."""
+    rows = [_row("", path, status=f"error: {problem}") for path, problem in problems]
+    advance = progress(len(sources) + len(problems)) if progress else (lambda n: None)
+    advance(len(problems))
+    pipeline = InputPipeline(writer.recipe, writer.model.device, writer.options.batch_size,
+                             workers=writer.options.workers, on_device=False)
+    for event in pipeline.events(sources):
+        if isinstance(event, Problem):
+            rows.append(_row(event.source.id, event.source.path_text, event.sample.hdu,
+                             status=f"error: {event.sample.problem}"))
+            advance(1)
+            continue
+        rows += writer.write(event)
+        advance(len(event))
+    return rows
+
+
+def _row(id_: str, path: str, hdu="", ra=None, dec=None, *, status: str, **values) -> dict:
+    return {"id": id_, "file": path, "hdu": hdu, "ra": ra, "dec": dec, "status": status,
+            **values}
 
 
 class _Writer:
     """Maps for batches of read samples, written as FITS and PNG files."""
 
-    def __init__(self, out_dir: str, model, recipe, options: ExplainOptions, checksum: str):
+    def __init__(self, out_dir: str, model: LoadedModel, recipe, options: ExplainOptions):
         self.out_dir, self.model, self.recipe, self.options = out_dir, model, recipe, options
-        self.checksum = checksum
         self.classes = model.card.classes
         self.names: set[str] = set()
 
-    def write(self, batch: list) -> list[dict]:
-        if not batch:
-            return []
-        card, device = self.model.card, next(self.model.parameters()).device
-        x = as_batch(np.stack([sample.image for _, sample in batch]), device)
-        beliefs = torch.softmax(forward(self.model, x) / card.temperature, dim=1).cpu().numpy()
+    def write(self, batch: Batch) -> list[dict]:
+        """The rows of a batch: each input's maps written, or its error (one input's failed
+        write costs that input only)."""
+        (_, x), = batch.groups
+        beliefs = batch.apply(lambda x: (self.model.predictor.beliefs(x)[0],))[0]
         predicted = beliefs.argmax(1)
         target = (predicted if self.options.target is None
                   else np.full(len(batch), self.classes.index(self.options.target)))
-        target_t = torch.as_tensor(target, device=device)
-        cams = grad_cam(self.model, x, target_t).cpu().numpy()
-        gradients = integrated_gradients(self.model, x, target_t, steps=self.options.steps)
-        gradients = gradients.sum(1).cpu().numpy()  # over bands: one map per input
+        target_t = torch.as_tensor(target, device=x.device)
+        cams = grad_cam(self.model.model, x, target_t).cpu().numpy()
+        gradients = integrated_gradients(self.model.model, x, target_t,
+                                         steps=self.options.steps).sum(1).cpu().numpy()
         rows = []
-        for i, (source, sample) in enumerate(batch):
-            name = self._name(source.relative)
-            header = _input_header(source.paths[0], sample.hdu)
-            maps = {"GRADCAM": cams[i], "INTGRAD": gradients[i]}
-            self._fits(os.path.join(self.out_dir, f"{name}.fits"), header, maps,
-                       self.classes[target[i]], beliefs[i], self.classes[predicted[i]])
-            png = ""
-            if self.options.png:
-                png = f"{name}.png"
-                plot_attribution(sample.image, cams[i], gradients[i], beliefs[i], self.classes,
-                                 int(target[i]), f"{source.id}",
-                                 os.path.join(self.out_dir, png))
-            status = f"warning: {sample.warning}" if sample.warning else "ok"
-            rows.append(_row(source.id, source.path_text, sample.hdu, sample.ra, sample.dec,
-                             status=status, **{"class": self.classes[target[i]],
-                                               "belief": f"{beliefs[i][target[i]]:.6g}",
-                                               "predicted": self.classes[predicted[i]],
-                                               "fits": f"{name}.fits", "png": png}))
+        for i, (source, sample) in enumerate(batch.items):
+            try:
+                rows.append(self._outputs(source, sample, {"GRADCAM": cams[i],
+                                                           "INTGRAD": gradients[i]},
+                                          int(target[i]), beliefs[i]))
+            except (ValueError, OSError) as exc:
+                if is_disk_full(exc):
+                    raise
+                rows.append(_row(source.id, source.path_text, sample.hdu,
+                                 status=f"error: could not write its maps ({exc})"))
         return rows
+
+    def _outputs(self, source: Source, sample, maps: dict, target: int,
+                 beliefs: np.ndarray) -> dict:
+        name = self._name(source.relative)
+        header = _input_header(source.paths[0], sample.hdu)
+        predicted = int(beliefs.argmax())
+        self._fits(os.path.join(self.out_dir, f"{name}.fits"), header, maps, target, beliefs,
+                   provenance(self.model, source.paths[0], sample.hdu))
+        png = ""
+        if self.options.png:
+            png = f"{name}.png"
+            plot_attribution(sample.image, maps["GRADCAM"], maps["INTGRAD"], beliefs,
+                             self.classes, target, source.id, os.path.join(self.out_dir, png))
+        return _row(source.id, source.path_text, sample.hdu, sample.ra, sample.dec,
+                    status=f"warning: {sample.warning}" if sample.warning else "ok",
+                    **{"class": self.classes[target], "belief": float(beliefs[target]),
+                       "predicted": self.classes[predicted], "fits": f"{name}.fits",
+                       "png": png})
 
     def _name(self, relative: str) -> str:
         """A file name for an object: its path below the input folder, flattened."""
@@ -197,18 +200,16 @@ class _Writer:
         self.names.add(unique)
         return unique
 
-    def _fits(self, path: str, header: fits.Header, maps: dict[str, np.ndarray], target: str,
-              beliefs: np.ndarray, predicted: str) -> None:
+    def _fits(self, path: str, header: fits.Header, maps: dict[str, np.ndarray], target: int,
+              beliefs: np.ndarray, cards: list) -> None:
         """Maps on the input's pixel grid (the recipe's crop or resize undone)."""
         native = (int(header.get("NAXIS2", 0)), int(header.get("NAXIS1", 0)))
         primary = fits.PrimaryHDU(header=_without_data_keywords(header))
-        set_text(primary.header, "CLASS", target, "class the maps are for")
-        set_text(primary.header, "PREDICT", predicted, "predicted class")
-        set_text(primary.header, "CLASSES", ",".join(self.classes))
-        for index, belief in enumerate(beliefs):
-            primary.header[f"P{index}"] = (float(belief),
-                                           header_text(f"belief in {self.classes[index]}"))
-        primary.header["MODELSHA"] = (self.checksum[:16], "model checksum (sha256, first 16)")
+        write_cards(primary.header, cards + [
+            ("CLASS", self.classes[target], "class the maps are for"),
+            ("PREDICT", self.classes[int(beliefs.argmax())], "predicted class")]
+            + [(f"P{i}", float(b), f"belief in {self.classes[i]}") for i, b in
+               enumerate(beliefs)])
         hdus = [primary]
         celestial = _celestial_header(header)
         for name, values in maps.items():

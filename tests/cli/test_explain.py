@@ -26,5 +26,5 @@ def test_an_unknown_class_is_a_one_line_error(classifier, cutouts, tmp_path):
     result = CliRunner().invoke(cli, ["explain", classifier, str(cutouts), "-o",
                                       str(tmp_path / "x"), "--class", "merger"])
     assert result.exit_code == 1
-    assert "unknown --class 'merger'" in result.output and "Traceback" not in result.output
+    assert "unknown class 'merger' to explain" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "x").exists()

@@ -406,7 +406,7 @@ def test_a_damaged_prepared_set_is_named_in_one_line(classifier, simulated, tmp_
         named, problem = manifest, "holds 117 rows, metadata.json says 120"
     elif damage == "metadata":
         metadata.write_text(metadata.read_text()[:300])
-        named, problem = metadata, "damaged JSON (Expecting"
+        named, problem = metadata, "damaged JSON ("
     else:
         np.save(shard, np.array([{"x": 1}] * 200, dtype=object), allow_pickle=True)
         named, problem = shard, "holds Python objects (pickles), never loaded"

@@ -61,7 +61,7 @@ def test_a_chosen_class_and_bad_files_each_get_their_row(classifier, cutouts, tm
 
 def test_what_cannot_be_explained_is_refused_in_one_line(classifier, unet, cutouts, tmp_path):
     out = str(tmp_path / "explained")
-    with pytest.raises(ExplainError, match="unknown --class 'bar'; the model's classes are "):
+    with pytest.raises(ExplainError, match="unknown class 'bar' to explain; the model's classes "):
         explain(classifier, [str(cutouts)], out, ExplainOptions(target="bar"))
     with pytest.raises(ExplainError, match="a segment model; explain needs a classifier"):
         explain(unet, [str(cutouts)], out)

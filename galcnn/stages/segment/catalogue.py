@@ -10,13 +10,26 @@ from astropy.table import Table
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning
 
+from galcnn.runner.table import Column
 from galcnn.stages.segment.objects import ROWS
 
-__all__ = ["CATALOGUE_COLUMNS", "catalogue", "celestial_wcs"]
+__all__ = ["CATALOGUE_COLUMNS", "catalogue", "catalogue_columns", "celestial_wcs"]
 
 #: Catalogue columns in order; ``p_<class>`` columns follow ``predicted`` (foreground classes).
 CATALOGUE_COLUMNS = ("id", "x", "y", "ra", "dec", "area", "bbox_xmin", "bbox_ymin",
                      "bbox_xmax", "bbox_ymax", "flux", "predicted")
+
+
+def catalogue_columns(foreground: list[str]) -> list[Column]:
+    """The catalogue's columns, declared once: pixel positions (0-based, FITS rows from the
+    bottom), ICRS degrees, pixel areas."""
+    pixel = [Column(name, "int", "pix") for name in ("bbox_xmin", "bbox_ymin", "bbox_xmax",
+                                                      "bbox_ymax")]
+    return ([Column("id", "int"), Column("x", "float", "pix", ".3f"),
+             Column("y", "float", "pix", ".3f"), Column("ra", "float", "deg", ".7f"),
+             Column("dec", "float", "deg", ".7f"), Column("area", "int", "pix2"), *pixel,
+             Column("flux", "float", "", ".6g"), Column("predicted")]
+            + [Column(f"p_{name}", "float", "", ".6f") for name in foreground])
 
 
 def catalogue(labels: np.ndarray, probs: np.ndarray, flux: np.ndarray, classes: list[str],
@@ -90,8 +103,17 @@ def celestial_wcs(header: fits.Header) -> WCS | None:
 
 
 def _sky(header: fits.Header, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ICRS RA and Dec of pixel positions, whatever frame the header's WCS is in (FK5 and
+    ICRS differ by some 20 mas: every galcnn table says ICRS, as predict's do)."""
     wcs = celestial_wcs(header)
     if wcs is None or not len(x):
         return np.full(len(x), np.nan), np.full(len(x), np.nan)
-    ra, dec = wcs.pixel_to_world_values(x, y)
-    return np.asarray(ra, dtype=float), np.asarray(dec, dtype=float)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            sky = wcs.pixel_to_world(x, y)
+            if sky.frame.name != "icrs":
+                sky = sky.icrs
+            return np.asarray(sky.ra.deg, dtype=float), np.asarray(sky.dec.deg, dtype=float)
+    except Exception:  # noqa: BLE001  a celestial WCS astropy cannot turn into a frame
+        return np.full(len(x), np.nan), np.full(len(x), np.nan)

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import math
 import os
-from datetime import datetime, timezone
 
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from galcnn import __version__
 from galcnn.data.atomic import atomic_output
-from galcnn.data.fitsheader import set_text, valid_cards
+from galcnn.data.fitsheader import set_text, valid_cards, write_cards
 from galcnn.data.fitsio import ImagePlanes
 from galcnn.plots import plot_labels, pyplot, save_figure
-from galcnn.stages.segment.catalogue import celestial_wcs
+from galcnn.runner.provenance import provenance
+from galcnn.runner.table import write_rows
+from galcnn.stages.segment.catalogue import catalogue_columns, celestial_wcs
 from galcnn.stages.segment.options import SegmentOptions
 from galcnn.stages.segment.tiling import Segmenter
 
@@ -59,13 +59,8 @@ def write_maps(path: str, header: fits.Header, probs, mask, labels, coverage,
                hdu_index: int) -> None:
     """The ``.seg.fits`` file."""
     primary = fits.PrimaryHDU(header=_input_header(header))
-    provenance = {
-        "GALCNNV": (__version__, "galcnn version"),
-        "MODELSHA": (segmenter.checksum[:16], "model checkpoint sha256, first 16 hex"),
-        "MODEL": os.path.abspath(segmenter.path),  # long values: no room for comments
-        "SRCFILE": os.path.abspath(source),
-        "CLASSES": ",".join(segmenter.classes),  # the order of PROB planes and MASK values
-        "SRCHDU": (hdu_index, "input HDU"),
+    write_cards(primary.header, provenance(segmenter.loaded, source, hdu_index))
+    settings = {
         "TILE": (info["tile"], "core tile size (pixels)"),
         "HALO": (info["halo"], "context around each tile (pixels)"),
         "BLEND": (info["blend"], "seam blending ramp (pixels)"),
@@ -77,13 +72,8 @@ def write_maps(path: str, header: fits.Header, probs, mask, labels, coverage,
                     "deblending contrast; -1 not deblended"),
         "MINAREA": (options.min_area, "smallest object kept (pixels)"),
         "STRETCH": (segmenter.card.preprocess.stretch.name, "stretch applied before the network"),
-        "DATE": (datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"), "UTC of writing"),
     }
-    for key, value in provenance.items():
-        if isinstance(value, str):
-            set_text(primary.header, key, value)
-        else:
-            primary.header[key] = value
+    write_cards(primary.header, [(key, *value) for key, value in settings.items()])
     wcs = _wcs_header(header)
     prob_header = wcs.copy()
     for i, name in enumerate(segmenter.classes):
@@ -116,9 +106,12 @@ def _stream_image_hdu(path: str, array: np.ndarray, extra: fits.Header, name: st
     stream.close()
 
 
-def write_catalogue(path: str, table: Table, fmt: str) -> None:
-    with atomic_output(path) as tmp:
-        table.write(tmp, format="fits" if fmt == "fits" else "ascii.csv", overwrite=True)
+def write_catalogue(path: str, table: Table, fmt: str,
+                    meta: list[tuple[str, object, str]]) -> None:
+    """The catalogue as CSV or as a FITS table with the provenance keywords (``meta``)."""
+    columns = catalogue_columns([name[2:] for name in table.colnames if name.startswith("p_")])
+    rows = ({name: row[name] for name in table.colnames} for row in table)
+    write_rows(path, columns, rows, fmt=fmt, meta=meta)
 
 
 #: Most objects whose numbers the overlay writes; beyond it colours alone say the class.

@@ -19,13 +19,13 @@ from typing import NamedTuple
 import numpy as np
 from astropy.io import fits
 
-from galcnn import __version__
 from galcnn.data.atomic import make_directory, make_parent, remove_stale_temporaries
 from galcnn.data.fitsio import FitsReadError, ImagePlanes, image_hdus
 from galcnn.data.inputs import collect_sources
 from galcnn.data.recipe import degenerate_range
 from galcnn.data.lock import output_lock
 from galcnn.errors import device_failure, is_disk_full, naming_output
+from galcnn.runner.provenance import provenance
 from galcnn.stages.segment.catalogue import catalogue
 from galcnn.stages.segment.deblend import deblend_objects, renumber_in_raster_order
 from galcnn.stages.segment.objects import ROWS, class_mask, label_objects
@@ -97,10 +97,10 @@ def segment_image(planes: ImagePlanes, segmenter: Segmenter, options: SegmentOpt
             mask[block] = np.where(labels[block] == 0, 0, mask[block])
         statistics = info["stretch"]
         table = catalogue(labels, probs, flux, segmenter.classes, planes.header)
-        table.meta.update({"galcnn": __version__, "model_sha256": segmenter.checksum,
-                           "source": source, "hdu": planes.index})
         # the maps last: a .seg.fits in place means every product of this HDU is complete
-        write_catalogue(catalogue_path(stem, options), table, options.catalogue_format)
+        write_catalogue(catalogue_path(stem, options), table, options.catalogue_format,
+                        provenance(segmenter.loaded, source, planes.index)
+                        + [("RADESYS", "ICRS", "frame of the ra and dec columns")])
         if options.overlay:
             write_overlay(f"{stem}.png", planes, labels, table, segmenter, statistics)
         write_maps(f"{stem}.seg.fits", planes.header, probs, mask, labels, coverage, segmenter,
@@ -199,7 +199,7 @@ def _refuse_other_models(out_dir: str, segmenter: Segmenter) -> None:
                 written_by = fits.getval(path, "MODELSHA")
             except (OSError, KeyError):
                 written_by = "?"
-            if written_by != segmenter.checksum[:16]:
+            if str(written_by)[:16] != segmenter.checksum[:16]:  # 16 hex before galcnn 0.3
                 raise SegmentError(f"{path} was written by another model (MODELSHA "
                                    f"{written_by}, this one {segmenter.checksum[:16]}); use "
                                    "--overwrite to replace its outputs, or another directory")

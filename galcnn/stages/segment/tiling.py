@@ -23,11 +23,9 @@ import numpy as np
 
 from galcnn.data.atomic import scratch_prefix
 from galcnn.card import ModelCard
-from galcnn.checkpoint import CheckpointError, file_checksum, load_model
 from galcnn.data.fitsio import ImagePlanes
 from galcnn.inference import Predictor
-from galcnn.models import GroupPooled
-from galcnn.runtime import select_device
+from galcnn.runner.model import LoadedModel, open_model
 from galcnn.stages.segment.options import SegmentError, SegmentOptions
 
 __all__ = ["Segmenter", "probability_maps", "tile_grid"]
@@ -40,32 +38,27 @@ STATS_PIXELS = 16 * 2**20
 class Segmenter:
     """A U-Net ready to map images, with what tiling needs to know about it."""
 
-    predictor: Predictor
-    path: str
-    checksum: str
+    loaded: LoadedModel
 
     @classmethod
     def load(cls, path: str, *, device: str = "auto", amp: bool = True,
              pooled: bool = True) -> "Segmenter":
         """The U-Net of a checkpoint or run directory; ``pooled=False``: the bare network
         instead of the model pooled over its symmetry group."""
-        try:
-            torch_device = select_device(device)
-            model = load_model(path, torch_device)
-            checksum = file_checksum(path)
-        except (CheckpointError, ValueError) as exc:
-            raise SegmentError(str(exc)) from exc
-        if model.card.task != "segment":
-            raise SegmentError(f"{path}: a {model.card.task} model; segment needs a U-Net "
-                               "(galcnn train --task segment)")
-        if not pooled:
-            card, model = model.card, GroupPooled(model.net)
-            model.card = card
-        return cls(Predictor(model, torch_device, amp=amp), path, checksum)
+        return cls(open_model(path, "segment", "segment", device=device, amp=amp,
+                              pooled=pooled, error=SegmentError))
+
+    @property
+    def predictor(self) -> Predictor:
+        return self.loaded.predictor
+
+    @property
+    def checksum(self) -> str:
+        return self.loaded.checksum
 
     @property
     def card(self) -> ModelCard:
-        return self.predictor.card
+        return self.loaded.card
 
     @property
     def classes(self) -> list[str]:

@@ -20,7 +20,7 @@ def test_segment_output_keeps_header_and_wcs(unet, field_file, tmp_path):
         assert [h.name for h in hdul] == ["PRIMARY", "PROB", "MASK", "LABELS", "COVERAGE"]
         head = hdul[0].header
         assert head["OBJECT"] == "galcnn simulated field" and head["CRVAL1"] == 150.1
-        assert head["TILE"] == 64 and head["HALO"] >= head["RECEPT"] and len(head["MODELSHA"]) == 16
+        assert head["TILE"] == 64 and head["HALO"] >= head["RECEPT"] and len(head["MODELSHA"]) == 64
         prob = hdul["PROB"].data
         assert prob.shape == (6, 200, 150) and hdul["PROB"].header["CLASS5"] == "other"
         np.testing.assert_allclose(prob.sum(0), 1.0, atol=1e-4)
@@ -40,7 +40,8 @@ def test_keywords_describe_this_output(unet, tmp_path):
     primary = fits.getheader(result.outputs[0])
     assert primary["CLASSES"] == ",".join(load_model(unet).card.classes)
     assert primary["SRCFILE"] == os.path.abspath(source)
-    assert primary["MODEL"] == os.path.abspath(unet) and primary["OBJECT"] == "kept"
+    assert primary["MODEL"] == os.path.join(os.path.abspath(unet), "best.pt")
+    assert primary["OBJECT"] == "kept"
 
 
 def _objects(shape, boxes, classes):
