@@ -2,7 +2,9 @@
 
 A job killed while writing leaves the previous output (or none) in place, never half of one.
 The temporary name sits beside the target (same file system, so the rename is atomic) and
-carries the process id: ``.NAME.tmp-PID``.
+carries the process id and a random token drawn once per process: ``.NAME.tmp-PID-TOKEN``.
+The token keeps two processes with the same pid apart (each container's galcnn is often pid 1
+of its own namespace, writing to one shared file system).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import errno
 import json
 import os
 import re
+import secrets
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -23,14 +26,15 @@ __all__ = ["atomic_output", "temporary_path", "make_parent", "make_directory", "
            "write_json", "write_csv", "replace_directory", "remove_stale_temporaries",
            "scratch_prefix"]
 
-_TEMPORARY = re.compile(r"\.(?P<name>.+)\.tmp-(?P<pid>\d+)(?P<old>\.old)?")
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.tmp-(?P<pid>\d+)(-[0-9a-f]+)?(?P<old>\.old)?")
+_TOKEN = secrets.token_hex(4)
 _SCRATCH = re.compile(r"\.galcnn-scratch-(?P<pid>\d+)-.*")
 
 
 def temporary_path(path: str) -> str:
-    """``DIR/.NAME.tmp-PID`` beside ``path``."""
+    """``DIR/.NAME.tmp-PID-TOKEN`` beside ``path``."""
     directory, name = os.path.split(os.path.abspath(path))
-    return os.path.join(directory, f".{name}.tmp-{os.getpid()}")
+    return os.path.join(directory, f".{name}.tmp-{os.getpid()}-{_TOKEN}")
 
 
 def make_parent(path: str) -> None:
@@ -112,9 +116,9 @@ def replace_directory(tmp_dir: str, out_dir: str, overwrite: bool) -> None:
     """Move a complete ``tmp_dir`` to ``out_dir``, replacing an existing one if ``overwrite``.
 
     The old and new directories are swapped in one step where the system can, so one of them
-    is always in place; elsewhere the old one is first moved aside to ``.NAME.tmp-PID.old``,
-    which :func:`remove_stale_temporaries` puts back if the process died before the new one
-    arrived."""
+    is always in place; elsewhere the old one is first moved aside to
+    ``.NAME.tmp-PID-TOKEN.old``, which :func:`remove_stale_temporaries` puts back if the
+    process died before the new one arrived."""
     if not os.path.exists(out_dir):
         os.replace(tmp_dir, out_dir)
         return
@@ -130,8 +134,9 @@ def replace_directory(tmp_dir: str, out_dir: str, overwrite: bool) -> None:
 
 
 def scratch_prefix() -> str:
-    """Name prefix of a scratch file (``.galcnn-scratch-PID-``): cleaned up if left behind."""
-    return f".galcnn-scratch-{os.getpid()}-"
+    """Name prefix of a scratch file (``.galcnn-scratch-PID-TOKEN-``): cleaned up if left
+    behind."""
+    return f".galcnn-scratch-{os.getpid()}-{_TOKEN}-"
 
 
 def _running(pid: int) -> bool:
@@ -147,7 +152,7 @@ def _running(pid: int) -> bool:
 
 
 def remove_stale_temporaries(path: str) -> list[str]:
-    """Remove what killed galcnn processes left beside ``path`` (its ``.NAME.tmp-PID``
+    """Remove what killed galcnn processes left beside ``path`` (its ``.NAME.tmp-PID-TOKEN``
     temporaries) or, for a directory, inside it (any such temporary and scratch files); an
     old output moved aside by :func:`replace_directory` is put back when nothing replaced it.
     Only leftovers of processes no longer running are touched. Returns what was removed."""

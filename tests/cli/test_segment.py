@@ -58,3 +58,21 @@ def test_outputs_of_another_model_are_refused_and_reruns_add_no_rows(unet, field
     assert "--overwrite" in refused.output
     replaced = CliRunner().invoke(cli, ["segment", other, field_file, "-o", out, "--overwrite"])
     assert replaced.exit_code == 0 and "skipped (existing): 0" in replaced.output
+
+
+@pytest.mark.parametrize("names", [("dirA/x.fits", "dirB/x.fits"), ("y.fits", "y.fits.fz")])
+def test_two_inputs_with_one_output_name_are_refused_before_any_work(unet, field_file,
+                                                                     tmp_path, names):
+    paths = []
+    for name in names:
+        path = tmp_path / "in" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(open(field_file, "rb").read())
+        paths.append(str(path))
+    out = tmp_path / "seg"
+    for extra in ([], ["--overwrite"]):
+        result = CliRunner().invoke(cli, ["segment", unet, *paths, "-o", str(out), *extra])
+        assert result.exit_code == 1, result.output
+        assert f"{paths[0]} and {paths[1]} would both be written to" in result.output
+        assert len(result.output.strip().splitlines()) == 1
+        assert not out.exists()

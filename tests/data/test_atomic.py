@@ -1,5 +1,6 @@
 """Outputs that appear only when complete."""
 
+import importlib
 import json
 import os
 
@@ -19,7 +20,23 @@ def test_a_failed_write_leaves_the_previous_output(tmp_path):
             open(tmp, "w").write("half")
             raise RuntimeError("killed")
     assert open(path).read() == "first" and os.listdir(tmp_path) == ["out.txt"]
-    assert os.path.basename(temporary_path(path)) == f".out.txt.tmp-{os.getpid()}"
+    assert os.path.basename(temporary_path(path)).startswith(f".out.txt.tmp-{os.getpid()}-")
+
+
+def test_two_processes_with_one_pid_never_share_a_temporary_name(tmp_path, monkeypatch):
+    """Each container's galcnn may be pid 1: a killed one's leftover is not the next one's."""
+    from galcnn.data import atomic
+    monkeypatch.setattr(os, "getpid", lambda: 1)
+    out = str(tmp_path / "out")
+    killed = atomic.temporary_path(out)
+    os.makedirs(killed)
+    open(os.path.join(killed, "stale.png"), "w").close()
+    importlib.reload(atomic)  # a new process: a new token
+    with atomic.atomic_output(out) as tmp:
+        os.makedirs(tmp)
+        open(os.path.join(tmp, "index.csv"), "w").close()
+    assert atomic.temporary_path(out) != killed
+    assert os.listdir(out) == ["index.csv"]
 
 
 def test_writers_and_parents(tmp_path):

@@ -140,6 +140,7 @@ def segment(model_path: str, inputs: list[str], out_dir: str,
         sources, _, _ = collect_sources(inputs, require_any=True)
     except ValueError as exc:
         raise SegmentError(str(exc)) from exc
+    _refuse_shared_outputs(sources, out_dir)
     make_parent(out_dir)
     kept = "complete outputs are kept; free space, then run again to go on"
     with output_lock(out_dir), naming_output(out_dir, kept):
@@ -178,6 +179,21 @@ def _segment_all(sources, segmenter: Segmenter, options: SegmentOptions, out_dir
             if advance:
                 advance(1)
     return result
+
+
+def _refuse_shared_outputs(sources, out_dir: str) -> None:
+    """Two inputs that would write the same output (``dirA/x.fits`` and ``dirB/x.fits``, or
+    ``y.fits`` and ``y.fits.fz``) are refused before any work: one would silently be skipped
+    as existing, or replace the other."""
+    first_of: dict[str, str] = {}
+    for source in sources:
+        path = source.paths[0]
+        earlier = first_of.setdefault(source.relative, path)
+        if earlier != path:
+            stem = _output_stem(out_dir, source.relative, 0, multi=False)
+            raise SegmentError(
+                f"{earlier} and {path} would both be written to {stem}.seg.fits; segment "
+                "them into separate output directories, or rename one")
 
 
 def _holds_no_output(out_dir: str) -> bool:
