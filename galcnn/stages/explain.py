@@ -192,7 +192,7 @@ class _Writer:
 
     def _name(self, relative: str) -> str:
         """A file name for an object: its path below the input folder, flattened."""
-        name = re.sub(r"[^A-Za-z0-9._+-]", "_", relative.replace(os.sep, "__")) or "object"
+        name = re.sub(r"[^\w.+-]", "_", relative.replace(os.sep, "__")) or "object"
         unique, n = name, 1
         while unique in self.names:
             n += 1
