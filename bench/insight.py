@@ -44,8 +44,7 @@ from galcnn.data.fitsio import read_image
 from galcnn.data.simulate import CLASSES, MASK_CENTRAL, simulate_cutout, write_cutout
 from galcnn.inference import as_batch, dataset_embeddings
 from galcnn.models import GroupPooled, create_model
-from galcnn.runner.stream import StreamOptions as PredictOptions
-from galcnn.stages.embed import embed
+from galcnn.stages.embed import EmbedOptions, embed
 from galcnn.stages.prepare import PrepareOptions, prepare
 from galcnn.stages.train import TrainOptions, train
 
@@ -212,7 +211,7 @@ def throughput(prepared: str, run: str, work: str) -> dict:
         model_rate = len(x) / (time.perf_counter() - started)
     out = os.path.join(work, "embeddings.fits")
     started = time.perf_counter()
-    embed(run, files, out, PredictOptions())
+    embed(run, files, out, EmbedOptions())
     end_to_end = len(files) / (time.perf_counter() - started)
     return {"n": len(files), "model_embeddings_per_s": model_rate,
             "embed_cutouts_per_s": end_to_end, "ratio": end_to_end / model_rate}

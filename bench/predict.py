@@ -6,10 +6,12 @@ symmetry group as predict runs it, on batches already in memory, all threads or 
 device), ``limit`` (``1/(1/read + 1/model)`` on a CPU, where both share the cores;
 ``min(read, model)`` on a GPU) and the end-to-end rate of ``predict`` with default options.
 
-Memory: the peak resident size of the predict process plus its reading workers, sampled from
-/proc, for 1,000 and for 100,000 inputs (hard links to the shared files, as distinct inputs),
-and a 100,000-input run killed half-way and resumed. The scale runs use a small model (width
-8): streaming memory does not depend on the network.
+Memory: the peak resident size of the process plus its reading workers, sampled from /proc,
+for 1,000 and for 100,000 inputs (hard links to the shared files, as distinct inputs), of
+predict writing CSV, predict writing FITS (the final table included) and embed (a FITS table
+of the default model's vectors); and a 100,000-input predict run killed half-way and resumed.
+The predict scale runs use a small model (width 8): streaming memory does not depend on the
+network.
 
     python bench/predict.py                       # shared GZ1 files, CPU
     python bench/predict.py --device cuda --batch-size 512
@@ -129,28 +131,51 @@ def scale_inputs(files: list[str], n: int, tmp: str) -> str:
     return listing
 
 
-def scale(model: str, files: list[str], tmp: str, sizes: list[int], batch_size: int,
-          device: str) -> list[dict]:
+def _table_rows(path: str) -> list:
+    from astropy.table import Table
+
+    return list(Table.read(path)["file"])
+
+
+def scale(models: dict[str, str], files: list[str], tmp: str, sizes: list[int],
+          batch_size: int, device: str) -> list[dict]:
+    """Peak memory of predict (CSV, then FITS: the final table included) and embed (a FITS
+    table of vectors) over ``sizes`` distinct inputs; the largest predict run is also killed
+    half-way and resumed."""
     rows = []
+    runs = [("predict", "csv", models["small"]), ("predict", "fits", models["small"]),
+            ("embed", "fits", models["embed"])]
     for n in sizes:
         listing = scale_inputs(files, n, tmp)
-        out = os.path.join(tmp, f"scale-{n}.csv")
-        command = [sys.executable, "-m", "galcnn", "-q", "predict", model, f"@{listing}",
-                   "-o", out, "--batch-size", str(batch_size), "--device", device]
-        whole = run_sampled(command + ["--overwrite"])
-        rows.append({"inputs": n, "peak_mib": whole["peak_mib"],
-                     "seconds": round(whole["seconds"], 1), "exit": whole["returncode"]})
-        if n == max(sizes):  # kill half-way, resume, and check the rows
-            os.remove(out)
-            killed = run_sampled(command, kill_after=whole["seconds"] / 2)
-            resumed = run_sampled(command + ["--resume"])
-            with open(out) as handle:
-                lines = handle.read().splitlines()[1:]
-            files_seen = [line.split(",")[1] for line in lines]
-            rows[-1].update(killed_exit=killed["returncode"], resume_exit=resumed["returncode"],
-                            resume_peak_mib=resumed["peak_mib"], rows_after_resume=len(lines),
-                            distinct_files=len(set(files_seen)))
-        print(json.dumps(rows[-1]), flush=True)
+        for command_name, fmt, model in runs:
+            out = os.path.join(tmp, f"scale-{command_name}-{n}.{fmt}")
+            command = [sys.executable, "-m", "galcnn", "-q", command_name, model,
+                       f"@{listing}", "-o", out, "--batch-size", str(batch_size),
+                       "--device", device]
+            whole = run_sampled(command + ["--overwrite"])
+            row = {"command": f"{command_name} -> {fmt}", "inputs": n,
+                   "peak_mib": whole["peak_mib"], "seconds": round(whole["seconds"], 1),
+                   "exit": whole["returncode"], "output_mib": round(
+                       os.path.getsize(out) / 2**20, 1) if os.path.exists(out) else None}
+            if fmt == "fits" and whole["returncode"] == 0:
+                row["rows"] = len(_table_rows(out))
+            if command_name == "embed" and whole["returncode"] == 0:
+                from astropy.io import fits
+                row["embdim"] = fits.getval(out, "EMBDIM", ext=1)
+            if n == max(sizes) and fmt == "csv":  # kill half-way, resume, and check the rows
+                os.remove(out)
+                killed = run_sampled(command, kill_after=whole["seconds"] / 2)
+                resumed = run_sampled(command + ["--resume"])
+                with open(out) as handle:
+                    lines = handle.read().splitlines()[1:]
+                files_seen = [line.split(",")[1] for line in lines]
+                row.update(killed_exit=killed["returncode"], resume_exit=resumed["returncode"],
+                           resume_peak_mib=resumed["peak_mib"], rows_after_resume=len(lines),
+                           distinct_files=len(set(files_seen)))
+            if os.path.exists(out):
+                os.remove(out)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     return rows
 
 
@@ -187,8 +212,9 @@ def main() -> None:
         print(json.dumps(report, indent=2), flush=True)
         if not args.skip_scale:
             small = quick_model(args.data, tmp, "small", width=8)
-            report["scale"] = scale(small, files, tmp, [int(n) for n in args.scale.split(",")],
-                                    batch_size, args.device)
+            report["scale"] = scale({"small": small, "embed": model}, files, tmp,
+                                    [int(n) for n in args.scale.split(",")], batch_size,
+                                    args.device)
     print(json.dumps(report, indent=2))
 
 

@@ -26,9 +26,9 @@ __version__ = "0.2.0"
 _EXPORTS = {
     "prepare": "galcnn.stages.prepare", "PrepareOptions": "galcnn.stages.prepare",
     "train": "galcnn.stages.train", "TrainOptions": "galcnn.stages.train",
-    "evaluate": "galcnn.stages.evaluate",
+    "evaluate": "galcnn.stages.evaluate", "EvaluateOptions": "galcnn.stages.evaluate",
     "predict": "galcnn.stages.predict", "PredictOptions": "galcnn.stages.predict",
-    "embed": "galcnn.stages.embed", "StreamOptions": "galcnn.runner.stream",
+    "embed": "galcnn.stages.embed", "EmbedOptions": "galcnn.stages.embed",
     "segment": "galcnn.stages.segment", "SegmentOptions": "galcnn.stages.segment",
     "load_model": "galcnn.checkpoint", "ModelCard": "galcnn.card",
     "Preprocess": "galcnn.data.recipe", "Stretch": "galcnn.data.stretch",

@@ -39,19 +39,17 @@ def command(model, inputs, out_path, anomaly, shard, resume, overwrite, batch_si
       galcnn embed runs/gz1 @survey_files.txt -o part.fits --shard 3/100 --resume
     """
     from galcnn.progress import progress_reporter
-    from galcnn.runner.stream import StreamOptions
-    from galcnn.stages.embed import embed
+    from galcnn.stages.embed import EmbedOptions, embed
 
     chosen = chosen_shard(shard)
-    options = StreamOptions(batch_size=batch_size, device=device, workers=workers,
-                            amp=not no_amp)
+    options = EmbedOptions(batch_size=batch_size, device=device, workers=workers,
+                           amp=not no_amp, shard=chosen, resume=resume, overwrite=overwrite,
+                           hdu=hdu, band_pattern=band_pattern, bands=bands, anomaly=anomaly)
     with ExitStack() as stack:
         def reporter(total: int):
             return stack.enter_context(progress_reporter(total, "embed", unit="cutouts"))
 
-        result = run(embed, model, list(inputs), out_path, options, shard=chosen,
-                     resume=resume, overwrite=overwrite, hdu=hdu, band_pattern=band_pattern,
-                     bands=bands, anomaly=anomaly, progress=reporter)
+        result = run(embed, model, list(inputs), out_path, options, progress=reporter)
     report_array_shard("embed", shard, chosen, result)
     report_failures("embed", result.failures, "status column")
     part = f" (shard {chosen[0]}/{chosen[1]})" if chosen else ""

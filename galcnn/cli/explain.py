@@ -51,13 +51,13 @@ def command(model, inputs, out_dir, target, steps, no_png, overwrite, batch_size
     from galcnn.stages.explain import ExplainOptions, explain
 
     options = ExplainOptions(target=target, steps=steps, png=not no_png, batch_size=batch_size,
-                             device=device, workers=workers)
+                             device=device, workers=workers, overwrite=overwrite, hdu=hdu,
+                             band_pattern=band_pattern, bands=bands)
     with ExitStack() as stack:
         def reporter(total: int):
             return stack.enter_context(progress_reporter(total, "explain", unit="cutouts"))
 
-        result = run(explain, model, list(inputs), out_dir, options, overwrite=overwrite,
-                     hdu=hdu, band_pattern=band_pattern, bands=bands, progress=reporter)
+        result = run(explain, model, list(inputs), out_dir, options, progress=reporter)
     report_failures("explain", result.failures, "index.csv")
     stdout().print(f"Explained {result.n_ok} cutouts into {result.out_dir} "
                    f"(index.csv), {result.n_failed} failed ({result.elapsed_s:.1f} s)")

@@ -53,14 +53,14 @@ def command(model, inputs, out_path, fmt, spread, tta, mc_dropout, shard, resume
                        markup=False)
     options = PredictOptions(batch_size=batch_size, spread=spread or tta,
                              mc_dropout=mc_dropout, device=device, workers=workers,
-                             amp=not no_amp, format=table_format(fmt, out_path))
+                             amp=not no_amp, format=table_format(fmt, out_path),
+                             shard=chosen, resume=resume, overwrite=overwrite, hdu=hdu,
+                             band_pattern=band_pattern, bands=bands)
     with ExitStack() as stack:
         def reporter(total: int):
             return stack.enter_context(progress_reporter(total, "predict", unit="cutouts"))
 
-        result = run(predict, model, list(inputs), out_path, options, shard=chosen,
-                     resume=resume, overwrite=overwrite, hdu=hdu, band_pattern=band_pattern,
-                     bands=bands, progress=reporter)
+        result = run(predict, model, list(inputs), out_path, options, progress=reporter)
     report_array_shard("predict", shard, chosen, result)
     report_failures("predict", result.failures, "status column")
     report_failures("predict", [(path, f"warning: {warning}") for path, warning

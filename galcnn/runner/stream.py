@@ -48,6 +48,15 @@ class StreamOptions:
     device_stretch: bool | None = None
     """Run the recipe on the device, reading workers only decoding; None: on a GPU, for the
     recipes it supports (:class:`galcnn.device_recipe.DeviceRecipe`)."""
+    shard: tuple[int, int] | None = None
+    """``(K, N)``: only the K-th of N disjoint parts of the inputs."""
+    resume: bool = False
+    """Keep the complete rows of ``OUT.partial`` and skip their inputs."""
+    overwrite: bool = False
+    hdu: int | str | None = None
+    """These three override the model card's reading rules."""
+    band_pattern: str | None = None
+    bands: list[str] | None = None
 
 
 @dataclass
@@ -75,7 +84,8 @@ class Rows(Protocol):
         """The row of a computed input (``values``: its row of each array)."""
 
 
-def table_identity(model: LoadedModel, recipe: Preprocess, shard, **options) -> dict:
+def table_identity(model: LoadedModel, recipe: Preprocess, shard: tuple[int, int] | None,
+                   **options) -> dict:
     """What a resumable table's rows depend on (the model, how inputs are read, where and
     how the numbers are computed, the shard, the stage's ``options``): a resume with
     anything else is refused."""
@@ -90,8 +100,7 @@ def _failed(path: str, hdu, problem: str, object_id: str = "") -> dict:
 
 
 def stream(model: LoadedModel, sink: TableSink, rows: Rows, inputs: list[str],
-           options: StreamOptions, *, recipe: Preprocess, shard=None, resume: bool = False,
-           overwrite: bool = False,
+           options: StreamOptions, *, recipe: Preprocess,
            progress: Callable[[int], Callable[[int], None]] | None = None) -> StreamResult:
     """Write one row per input object of ``inputs`` into ``sink``'s output (see the module
     docstring); raises :class:`~galcnn.runner.model.RunError` for what stops the whole run."""
@@ -100,15 +109,15 @@ def stream(model: LoadedModel, sink: TableSink, rows: Rows, inputs: list[str],
     kept = f"the rows written so far are in {sink.partial}; free space, then --resume"
     with output_lock(sink.out_path), naming_output(sink.out_path, kept):
         remove_stale_temporaries(sink.out_path)
-        if resume and not overwrite and sink.complete():
+        if options.resume and not options.overwrite and sink.complete():
             logger.info("%s is already complete; nothing to resume", sink.out_path)
             n_rows = count_rows(sink.out_path, sink.fmt)
             return StreamResult(sink.out_path, n_rows, 0, 0, n_rows,
                                 time.monotonic() - started)
-        done = sink.open(resume=resume, overwrite=overwrite)
+        done = sink.open(resume=options.resume, overwrite=options.overwrite)
         try:
-            result = _run(model, sink, rows, _Work(inputs, recipe, shard, done), options,
-                          progress)
+            result = _run(model, sink, rows, _Work(inputs, recipe, options.shard, done),
+                          options, progress)
         finally:
             sink.close()
         result.elapsed_s = time.monotonic() - started

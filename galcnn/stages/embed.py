@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -29,11 +30,17 @@ from galcnn.runner.provenance import provenance
 from galcnn.runner.stream import StreamOptions, StreamResult, stream, table_identity
 from galcnn.runner.table import Column, TableSink
 
-__all__ = ["embed", "EmbedError", "EMBED_COLUMNS", "ANOMALY_COLUMNS", "embed_columns"]
+__all__ = ["embed", "EmbedOptions", "EmbedError", "EMBED_COLUMNS", "ANOMALY_COLUMNS", "embed_columns"]
 
 
 EmbedError = RunError
 """Nothing can be embedded (bad model, options, inputs or output path); one line."""
+
+
+@dataclass
+class EmbedOptions(StreamOptions):
+    anomaly: bool = False
+    """Add each cutout's anomaly score and its percentile among the training cutouts'."""
 
 
 EMBED_COLUMNS = ["id", "file", "hdu", "ra", "dec", "embedding", "status"]
@@ -86,19 +93,18 @@ def _reference(model: LoadedModel) -> np.ndarray:
 
 
 def embed(model_path: str, inputs: list[str], out_path: str,
-          options: StreamOptions | None = None, *, shard: tuple[int, int] | None = None,
-          resume: bool = False, overwrite: bool = False, hdu: int | str | None = None,
-          band_pattern: str | None = None, bands: list[str] | None = None,
-          anomaly: bool = False,
-          progress: Callable[[int], Callable[[int], None]] | None = None) -> StreamResult:
+          options: EmbedOptions | None = None, *,
+          progress: Callable[[int], Callable[[int], None]] | None = None,
+          **changes) -> StreamResult:
     """Write a FITS table of one feature vector (and with ``anomaly``, its anomaly score) per
-    input object of ``inputs``."""
-    options = options or StreamOptions()
+    input object of ``inputs``; ``changes`` are fields of :class:`EmbedOptions`."""
+    options = replace(options or EmbedOptions(), **changes)
+    anomaly = options.anomaly
     model = open_model(model_path, "classify", "embed", device=options.device,
                        amp=options.amp, error=EmbedError)
     reference = _reference(model) if anomaly else None
-    recipe = model.card.preprocess.reading(hdu, band_pattern, bands)
-    identity = table_identity(model, recipe, shard, format="embed", anomaly=anomaly)
+    recipe = model.card.preprocess.reading(options.hdu, options.band_pattern, options.bands)
+    identity = table_identity(model, recipe, options.shard, format="embed", anomaly=anomaly)
     meta = provenance(model) + [
         ("EMBDIM", _width(model), "features per embedding"),
         ("SYMMETRY", model.card.symmetry, "group the vectors are averaged over"),
@@ -111,4 +117,4 @@ def embed(model_path: str, inputs: list[str], out_path: str,
     sink = TableSink(out_path, embed_columns(anomaly), fmt="fits", identity=identity,
                      meta=meta)
     return stream(model, sink, _Vectors(model, reference), inputs, options, recipe=recipe,
-                  shard=shard, resume=resume, overwrite=overwrite, progress=progress)
+                  progress=progress)

@@ -19,7 +19,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -64,6 +64,11 @@ class ExplainOptions:
     batch_size: int = 16
     device: str = "auto"
     workers: int | None = None
+    overwrite: bool = False
+    hdu: int | str | None = None
+    """These three override the model card's reading rules."""
+    band_pattern: str | None = None
+    bands: list[str] | None = None
 
 
 @dataclass
@@ -76,22 +81,22 @@ class ExplainResult:
 
 
 def explain(model_path: str, inputs: list[str], out_dir: str,
-            options: ExplainOptions | None = None, *, overwrite: bool = False,
-            hdu: int | str | None = None, band_pattern: str | None = None,
-            bands: list[str] | None = None,
-            progress: Callable[[int], Callable[[int], None]] | None = None) -> ExplainResult:
-    """Attribution maps of ``model_path`` for every object in ``inputs`` into ``out_dir``."""
+            options: ExplainOptions | None = None, *,
+            progress: Callable[[int], Callable[[int], None]] | None = None,
+            **changes) -> ExplainResult:
+    """Attribution maps of ``model_path`` for every object in ``inputs`` into ``out_dir``;
+    ``changes`` are fields of :class:`ExplainOptions`."""
     started = time.monotonic()
-    options = options or ExplainOptions()
+    options = replace(options or ExplainOptions(), **changes)
     if options.steps < 1:
-        raise ExplainError("--steps must be at least 1")
+        raise ExplainError(f"integrated gradients need at least 1 step, not {options.steps}")
     model = open_model(model_path, "classify", "explain", device=options.device,
                        error=ExplainError)
     if options.target is not None and options.target not in model.card.classes:
         raise ExplainError(f"unknown class {options.target!r} to explain; the model's classes "
                            f"are {', '.join(model.card.classes)}")
-    recipe = model.card.preprocess.reading(hdu, band_pattern, bands)
-    with new_directory_output(out_dir, overwrite, ExplainError):
+    recipe = model.card.preprocess.reading(options.hdu, options.band_pattern, options.bands)
+    with new_directory_output(out_dir, options.overwrite, ExplainError):
         try:
             sources, _, problems = collect_sources(inputs, band_pattern=recipe.band_pattern,
                                                    bands=recipe.bands or None)
@@ -105,7 +110,7 @@ def explain(model_path: str, inputs: list[str], out_dir: str,
             rows = _explained(_Writer(tmp_dir, model, recipe, options), sources, problems,
                               progress)
             write_rows(os.path.join(tmp_dir, "index.csv"), INDEX, rows, fmt="csv")
-            replace_directory(tmp_dir, out_dir, overwrite)
+            replace_directory(tmp_dir, out_dir, options.overwrite)
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
     failures = [(row["file"], row["status"][len("error: "):]) for row in rows

@@ -11,7 +11,7 @@ rows and skips their inputs. A file that cannot be used gets a row whose ``statu
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -61,20 +61,20 @@ class _Beliefs:
 
 
 def predict(model_path: str, inputs: list[str], out_path: str,
-            options: PredictOptions | None = None, *, shard: tuple[int, int] | None = None,
-            resume: bool = False, overwrite: bool = False, hdu: int | str | None = None,
-            band_pattern: str | None = None, bands: list[str] | None = None,
-            progress: Callable[[int], Callable[[int], None]] | None = None) -> PredictResult:
+            options: PredictOptions | None = None, *,
+            progress: Callable[[int], Callable[[int], None]] | None = None,
+            **changes) -> PredictResult:
     """Write one row per input object of ``inputs`` (files, directories, globs, ``@lists``);
-    ``hdu``, ``band_pattern`` and ``bands`` override the model's reading rules."""
-    options = options or PredictOptions()
+    ``changes`` are fields of :class:`PredictOptions` (``predict(run, inputs, out,
+    resume=True)``)."""
+    options = replace(options or PredictOptions(), **changes)
     if options.format not in TABLE_FORMATS:
         raise PredictError(f"unknown format {options.format!r}; choose "
                            f"{', '.join(TABLE_FORMATS)}")
     model = open_model(model_path, "classify", "predict", device=options.device,
                        amp=options.amp, mc_dropout=options.mc_dropout, error=PredictError)
-    recipe = model.card.preprocess.reading(hdu, band_pattern, bands)
-    identity = table_identity(model, recipe, shard, classes=list(model.card.classes),
+    recipe = model.card.preprocess.reading(options.hdu, options.band_pattern, options.bands)
+    identity = table_identity(model, recipe, options.shard, classes=list(model.card.classes),
                            mc_dropout=options.mc_dropout, spread=options.spread,
                            format=options.format)
     meta = provenance(model) + [("TEMPERAT", float(model.card.temperature),
@@ -83,5 +83,4 @@ def predict(model_path: str, inputs: list[str], out_path: str,
     sink = TableSink(out_path, prediction_columns(model.card.classes), fmt=options.format,
                      identity=identity, meta=meta)
     return stream(model, sink, _Beliefs(model, options.spread), inputs, options,
-                  recipe=recipe, shard=shard, resume=resume, overwrite=overwrite,
-                  progress=progress)
+                  recipe=recipe, progress=progress)

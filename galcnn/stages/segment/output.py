@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 from astropy.io import fits
@@ -18,13 +19,12 @@ from galcnn.data.atomic import atomic_output
 from galcnn.data.fitsheader import set_text, valid_cards, write_cards
 from galcnn.data.fitsio import ImagePlanes
 from galcnn.plots import plot_labels, pyplot, save_figure
-from galcnn.runner.provenance import provenance
 from galcnn.runner.table import write_rows
 from galcnn.stages.segment.catalogue import catalogue_columns, celestial_wcs
 from galcnn.stages.segment.options import SegmentOptions
 from galcnn.stages.segment.tiling import Segmenter
 
-__all__ = ["write_maps", "write_catalogue", "write_overlay", "overlay_figure"]
+__all__ = ["Maps", "write_maps", "write_catalogue", "write_overlay", "overlay_figure"]
 
 _STRUCTURAL = ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT", "BSCALE",
                "BZERO", "BLANK", "CHECKSUM", "DATASUM", "EXTNAME", "EXTVER", "TFIELDS",
@@ -54,12 +54,21 @@ def _wcs_header(header: fits.Header) -> fits.Header:
     return wcs.to_header() if wcs is not None else fits.Header()
 
 
-def write_maps(path: str, header: fits.Header, probs, mask, labels, coverage,
-               segmenter: Segmenter, options: SegmentOptions, info: dict, source: str,
-               hdu_index: int) -> None:
-    """The ``.seg.fits`` file."""
+class Maps(NamedTuple):
+    """One image's per-pixel products, as the ``.seg.fits`` HDUs hold them."""
+
+    probs: np.ndarray
+    mask: np.ndarray
+    labels: np.ndarray
+    coverage: np.ndarray
+
+
+def write_maps(path: str, header: fits.Header, maps: Maps, cards: list,
+               segmenter: Segmenter, options: SegmentOptions, info: dict) -> None:
+    """The ``.seg.fits`` file: the input's ``header`` (cleaned), the provenance ``cards``,
+    the settings the maps were made with, then the maps."""
     primary = fits.PrimaryHDU(header=_input_header(header))
-    write_cards(primary.header, provenance(segmenter.loaded, source, hdu_index))
+    write_cards(primary.header, cards)
     settings = {
         "TILE": (info["tile"], "core tile size (pixels)"),
         "HALO": (info["halo"], "context around each tile (pixels)"),
@@ -82,8 +91,8 @@ def write_maps(path: str, header: fits.Header, probs, mask, labels, coverage,
     mask_header = wcs.copy()
     for i, name in enumerate(segmenter.classes):
         set_text(mask_header, f"CLASS{i}", name, f"pixel value {i}")
-    extensions = [(probs, prob_header, "PROB"), (mask, mask_header, "MASK"),
-                  (labels, wcs.copy(), "LABELS"), (coverage, wcs.copy(), "COVERAGE")]
+    extensions = [(maps.probs, prob_header, "PROB"), (maps.mask, mask_header, "MASK"),
+                  (maps.labels, wcs.copy(), "LABELS"), (maps.coverage, wcs.copy(), "COVERAGE")]
     with atomic_output(path) as tmp:
         fits.HDUList([primary]).writeto(tmp, overwrite=True)
         for array, extra, name in extensions:

@@ -30,7 +30,7 @@ from galcnn.stages.segment.catalogue import catalogue
 from galcnn.stages.segment.deblend import deblend_objects, renumber_in_raster_order
 from galcnn.stages.segment.objects import ROWS, class_mask, label_objects
 from galcnn.stages.segment.options import SegmentError, SegmentOptions
-from galcnn.stages.segment.output import write_catalogue, write_maps, write_overlay
+from galcnn.stages.segment.output import Maps, write_catalogue, write_maps, write_overlay
 from galcnn.stages.segment.tiling import Segmenter, probability_maps, scratch_array
 
 __all__ = ["SegmentResult", "Segmented", "segment", "segment_image", "LOG_COLUMNS"]
@@ -98,13 +98,13 @@ def segment_image(planes: ImagePlanes, segmenter: Segmenter, options: SegmentOpt
         statistics = info["stretch"]
         table = catalogue(labels, probs, flux, segmenter.classes, planes.header)
         # the maps last: a .seg.fits in place means every product of this HDU is complete
+        cards = provenance(segmenter.loaded, source, planes.index)
         write_catalogue(catalogue_path(stem, options), table, options.catalogue_format,
-                        provenance(segmenter.loaded, source, planes.index)
-                        + [("RADESYS", "ICRS", "frame of the ra and dec columns")])
+                        cards + [("RADESYS", "ICRS", "frame of the ra and dec columns")])
         if options.overlay:
             write_overlay(f"{stem}.png", planes, labels, table, segmenter, statistics)
-        write_maps(f"{stem}.seg.fits", planes.header, probs, mask, labels, coverage, segmenter,
-                   options, info, source, planes.index)
+        write_maps(f"{stem}.seg.fits", planes.header, Maps(probs, mask, labels, coverage),
+                   cards, segmenter, options, info)
         return Segmented(len(table), warning)
     finally:
         for path in scratch:
