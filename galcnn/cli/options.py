@@ -306,8 +306,9 @@ def recipe_from(params: dict):
 
 
 def prepare_options_from(params: dict, *, augment: str = "none", copies: int = 0,
-                         seed: int = 0, mirror_pairs=None):
-    """:class:`galcnn.stages.prepare.PrepareOptions` of the recipe and split options."""
+                         seed: int = 0, mirror_pairs=None, **more):
+    """:class:`galcnn.stages.prepare.PrepareOptions` of the recipe and split options
+    (``more``: other fields, such as the label options)."""
     from galcnn.stages.prepare import PrepareOptions
 
     try:
@@ -316,7 +317,7 @@ def prepare_options_from(params: dict, *, augment: str = "none", copies: int = 0
                               test_fraction=params["test_fraction"], seed=seed,
                               masks=params["masks"], mask_nsigma=params["mask_nsigma"],
                               mirror_pairs=None if mirror_pairs is None
-                              else tuple(mirror_pairs))
+                              else tuple(mirror_pairs), **more)
     except ValueError as exc:
         raise click.UsageError(str(exc))
 

@@ -47,14 +47,15 @@ def command(inputs, out_dir, no_labels, seed, augment, mirror_pairs, copies, wor
     from galcnn.stages.prepare import prepare
 
     options = prepare_options_from(params, augment=augment, copies=copies, seed=seed,
-                                   mirror_pairs=mirror_pairs)
+                                   mirror_pairs=mirror_pairs, no_labels=no_labels,
+                                   classes=params["classes"], workers=workers,
+                                   overwrite=overwrite, **label_kwargs(params))
     with ExitStack() as stack:
         def reporter(total: int):
             return stack.enter_context(progress_reporter(total, "prepare", unit="cutouts"))
 
-        result = run(prepare, list(inputs), out_dir, options=options, no_labels=no_labels,
-                     classes=params["classes"], workers=workers, overwrite=overwrite,
-                     progress=reporter, command=command_line(), **label_kwargs(params))
+        result = run(prepare, list(inputs), out_dir, options, progress=reporter,
+                     command=command_line())
     report_failures("prepare", result.failures, "failed.csv", limit=len(result.failures))
     report_prepared(result)
     if result.failures:

@@ -126,8 +126,7 @@ def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_p
       torchrun --nproc_per_node 4 -m galcnn train --data prepared/gz1 --out runs/gz1
     """
     from galcnn.distributed import distributed_from_env
-    from galcnn.stages.prepare import prepare
-    from galcnn.stages.train import TASK_TYPES, TrainOptions, resumed_options, train
+    from galcnn.stages.train import TASK_TYPES, TrainHooks, TrainOptions, resumed_options, train
 
     options = TrainOptions(
         task=task, arch=arch, width=width, depth=depth, dropout=dropout, symmetry=symmetry,
@@ -141,16 +140,9 @@ def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_p
         given = _given_options(click.get_current_context())
         options = run(resumed_options, run_dir,
                       {name: getattr(options, name) for name in given})
-    prepare_options = prepare_options_from(data_params, seed=seed, mirror_pairs=mirror_pairs)
-
-    def prepare_raw(target: str) -> None:
-        """Raw cutouts in ``--data``: prepared into RUN/prepared with the data options."""
-        result = prepare([data], target, options=prepare_options, overwrite=True,
-                         classes=data_params["classes"], **label_kwargs(data_params))
-        for path, problem in result.failures:
-            logger.warning("prepare: %s: %s", path, problem)
-        logger.info("prepared %d samples from %s into %s (%d failed)", result.n_samples, data,
-                    target, len(result.failures))
+    prepare_options = prepare_options_from(data_params, seed=seed, mirror_pairs=mirror_pairs,
+                                           classes=data_params["classes"],
+                                           **label_kwargs(data_params))
 
     score = TASK_TYPES[options.task]
     launch = distributed_from_env()
@@ -162,10 +154,10 @@ def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_p
         stop = stack.enter_context(stop_on_signals(display.announce_stop if display
                                                    else _announce_stop))
         try:
-            result = run(train, data, run_dir, options, prepare_data=prepare_raw,
-                         resume=resume, overwrite=overwrite, stop=stop,
-                         progress=display.start_epoch if display else None,
-                         on_epoch_end=display.end_epoch if display else None,
+            hooks = TrainHooks(stop=stop, progress=display.start_epoch if display else None,
+                               on_epoch_end=display.end_epoch if display else None)
+            result = run(train, data, run_dir, options, prepare=prepare_options,
+                         resume=resume, overwrite=overwrite, hooks=hooks,
                          command=command_line())
         except Interrupted as exc:
             stack.close()

@@ -94,7 +94,7 @@ def test_a_stop_during_the_last_epoch_stops_and_resume_finishes(simulated, tmp_p
     import signal
 
     from galcnn.interrupt import Interrupted, StopRequest
-    from galcnn.stages.train import train
+    from galcnn.stages.train import TrainHooks, train
 
     stop = StopRequest()
 
@@ -106,7 +106,8 @@ def test_a_stop_during_the_last_epoch_stops_and_resume_finishes(simulated, tmp_p
 
     run = str(tmp_path / "run")
     with pytest.raises(Interrupted) as caught:
-        train(simulated, run, tiny(epochs=2, batch_size=128), progress=progress, stop=stop)
+        train(simulated, run, tiny(epochs=2, batch_size=128),
+              hooks=TrainHooks(progress=progress, stop=stop))
     assert caught.value.saved.endswith("holds every epoch: --resume finishes the run "
                                        "(calibration, metrics)")
     assert not os.path.exists(os.path.join(run, "metrics.json"))

@@ -8,10 +8,10 @@
 ``loop``      :func:`train`, the task-neutral loop: checkpoints, resume, DDP, early stopping
 """
 
-from galcnn.stages.train.loop import TrainResult, resumed_options, train
+from galcnn.stages.train.loop import TrainHooks, TrainResult, resumed_options, train
 from galcnn.stages.train.options import TrainError, TrainOptions
 from galcnn.stages.train.sampling import class_weights_for
 from galcnn.stages.train.tasks import TASK_TYPES
 
-__all__ = ["train", "resumed_options", "TrainOptions", "TrainResult", "TrainError", "class_weights_for",
+__all__ = ["train", "TrainHooks", "resumed_options", "TrainOptions", "TrainResult", "TrainError", "class_weights_for",
            "TASK_TYPES"]

@@ -26,8 +26,8 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 
@@ -48,6 +48,8 @@ from galcnn.models.symmetry import (elements_of, mirror_permutation, random_elem
                                     random_rotations)
 from galcnn.distributed import (Distributed, agree_max, close_distributed, distributed_from_env,
                                 from_main, init_distributed, is_peer_failure, sum_across)
+from galcnn.runner.training_set import PrepareOptions
+from galcnn.runner.training_set import prepare as prepare_training_set
 from galcnn.runtime import (amp_dtype, autocast, configure_precision, precision_of, rng_states,
                             seed_everything, select_device, set_rng_states, worker_count)
 from galcnn.stages.train.finetune import init_from
@@ -57,7 +59,7 @@ from galcnn.stages.train.run_dir import (check_run_dir, write_config, write_hist
 from galcnn.stages.train.sampling import class_weights_for, make_loader
 from galcnn.stages.train.tasks import Task, make_task
 
-__all__ = ["train", "TrainResult"]
+__all__ = ["train", "TrainHooks", "TrainResult"]
 
 logger = logging.getLogger("galcnn")
 
@@ -102,26 +104,35 @@ def _recorded_metrics(run_dir: str) -> dict:
         return json.load(handle)
 
 
-def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
-          prepare_data: Callable[[str], object] | None = None, resume: bool = False,
-          overwrite: bool = False, on_epoch_end: Callable[[dict], None] | None = None,
-          progress: Callable[[int, int], Callable[[int], None]] | None = None,
-          stop: StopRequest | None = None, command: str | None = None) -> TrainResult | None:
-    """Train a model on the prepared dataset ``data`` into ``run_dir``.
+@dataclass
+class TrainHooks:
+    """What a caller watching a run is told, and how it asks the run to stop."""
 
-    ``prepare_data(directory)``, when given, prepares raw cutouts: if ``data`` is not a
-    prepared dataset it is called once (by rank 0) to write one into ``RUN/prepared``.
-    ``on_epoch_end(row)`` is called after each epoch's checkpoint is written (the
-    metrics.csv row and ``best``: whether it improved); ``progress(epoch, n_images)``
-    returns ``advance(n_images)`` for a live display. When ``stop`` (see
-    :func:`galcnn.interrupt.stop_on_signals`) is set, training stops at the next batch
-    boundary, saves a resumable ``last.pt`` and raises :class:`~galcnn.interrupt.Interrupted`.
-    Returns None on ranks other than 0 of a distributed job, which call none of the
-    callbacks.
+    on_epoch_end: Callable[[dict], None] | None = None
+    """Called after each epoch's checkpoint is written, with the metrics.csv row and
+    ``best`` (whether it improved)."""
+    progress: Callable[[int, int], Callable[[int], None]] | None = None
+    """``progress(epoch, n_images)`` returns ``advance(n_images)``, for a live display."""
+    stop: StopRequest | None = None
+    """When set (:func:`galcnn.interrupt.stop_on_signals`), training stops at the next batch
+    boundary, saves a resumable ``last.pt`` and raises :class:`~galcnn.interrupt.Interrupted`."""
+
+
+def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
+          prepare: PrepareOptions | None = None, resume: bool = False,
+          overwrite: bool = False, hooks: TrainHooks | None = None,
+          command: str | None = None) -> TrainResult | None:
+    """Train a model on ``data`` into ``run_dir``.
+
+    ``data`` is a prepared dataset, or raw cutouts that rank 0 first prepares into
+    ``RUN/prepared`` with ``prepare`` (labels, recipe, split; default
+    :class:`~galcnn.runner.training_set.PrepareOptions`). Returns None on ranks other than
+    0 of a distributed job, which call none of the ``hooks``.
     """
     started = time.monotonic()
     options = options or (resumed_options(run_dir) if resume else TrainOptions())
     options.check()
+    hooks = hooks or TrainHooks()
     dist_info = distributed_from_env()
     try:
         device = select_device(options.device, dist_info.local_rank)
@@ -129,44 +140,18 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
         raise TrainError(str(exc)) from exc
     configure_precision(device, options.amp)
     init_distributed(dist_info, device, options.dist_timeout)
-    held = ExitStack()
-
-    def claim() -> None:  # one writer per run directory; a second one is refused
-        make_parent(run_dir)
-        held.enter_context(output_lock(run_dir))
-        remove_stale_temporaries(run_dir)
-
-    try:
-        _on_main(dist_info, claim)
-    except BaseException:
-        held.close()
-        close_distributed()
-        raise
     last_path = os.path.join(run_dir, "last.pt")
-
-    def kept() -> str:
-        if os.path.isfile(last_path):
-            return (f"{last_path}, the last complete checkpoint, is kept; free space, then "
-                    "--resume")
-        return "nothing was kept; free space, then run the command again"
-
-    with held, naming_output(run_dir, kept):
+    with _claimed(run_dir, dist_info), naming_output(run_dir, lambda: _kept(last_path)):
         found = set(os.listdir(run_dir)) if os.path.isdir(run_dir) else None
         try:
-            def start() -> None:
-                if resume and not os.path.isfile(last_path):
-                    raise TrainError(f"--resume: {last_path} not found; nothing to resume")
-                check_run_dir(run_dir, resume, overwrite)
-                make_directory(run_dir)
-
-            _on_main(dist_info, start)
-            data_path = _prepared(data, run_dir, prepare_data, resume, dist_info)
+            _on_main(dist_info, lambda: _start(run_dir, last_path, resume, overwrite))
+            data_path = _prepared(data, run_dir, prepare, resume, dist_info)
             run = _Run(data_path, run_dir, options, dist_info, device, command,
                        fine_tune=not resume)
             if resume:
                 run.resume(last_path)
             finished = os.path.isfile(os.path.join(run_dir, "metrics.json")) and run.complete
-            run.fit(on_epoch_end, progress, stop)
+            run.fit(hooks.on_epoch_end, hooks.progress, hooks.stop)
             if not dist_info.is_main:
                 return None
             metrics = (_recorded_metrics(run_dir) if finished else run.finish())
@@ -184,6 +169,41 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
             raise
         finally:
             close_distributed()
+
+
+@contextmanager
+def _claimed(run_dir: str, dist_info: Distributed) -> Iterator[None]:
+    """One writer per run directory (a second one is refused); the process group is closed
+    if the claim fails."""
+    held = ExitStack()
+
+    def claim() -> None:
+        make_parent(run_dir)
+        held.enter_context(output_lock(run_dir))
+        remove_stale_temporaries(run_dir)
+
+    try:
+        _on_main(dist_info, claim)
+    except BaseException:
+        held.close()
+        close_distributed()
+        raise
+    with held:
+        yield
+
+
+def _kept(last_path: str) -> str:
+    """What a full disk leaves the user."""
+    if os.path.isfile(last_path):
+        return f"{last_path}, the last complete checkpoint, is kept; free space, then --resume"
+    return "nothing was kept; free space, then run the command again"
+
+
+def _start(run_dir: str, last_path: str, resume: bool, overwrite: bool) -> None:
+    if resume and not os.path.isfile(last_path):
+        raise TrainError(f"--resume: {last_path} not found; nothing to resume")
+    check_run_dir(run_dir, resume, overwrite)
+    make_directory(run_dir)
 
 
 def _on_main(dist_info: Distributed, work: Callable[[], object] | None) -> None:
@@ -234,7 +254,7 @@ def _remove_unfinished(run_dir: str, found: set[str] | None) -> None:
         shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
 
 
-def _prepared(data: str, run_dir: str, prepare_data, resume: bool,
+def _prepared(data: str, run_dir: str, options: PrepareOptions | None, resume: bool,
               dist_info: Distributed) -> str:
     """A prepared dataset path; raw cutouts are prepared into ``RUN/prepared`` first, by
     rank 0 while the other processes wait (on the control group: no timeout to trip)."""
@@ -245,17 +265,18 @@ def _prepared(data: str, run_dir: str, prepare_data, resume: bool,
         return target
     if not os.path.exists(data):
         raise TrainError(f"--data {data}: no such file or directory")
-    if prepare_data is None:
-        raise TrainError(f"{data} is not a prepared dataset (no metadata.json and "
-                         "manifest.csv); make one with galcnn prepare")
 
-    def prepare() -> None:
+    def prepare_raw() -> None:
         try:
-            prepare_data(target)
+            result = prepare_training_set([data], target, options, overwrite=True)
         except GalcnnError as exc:
             raise TrainError(f"preparing {data}: {exc}") from exc
+        for path, problem in result.failures:
+            logger.warning("prepare: %s: %s", path, problem)
+        logger.info("prepared %d samples from %s into %s (%d failed)", result.n_samples, data,
+                    target, len(result.failures))
 
-    _on_main(dist_info, prepare)
+    _on_main(dist_info, prepare_raw)
     return target
 
 

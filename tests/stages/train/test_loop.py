@@ -17,8 +17,8 @@ from galcnn.checkpoint import load_checkpoint, load_model
 from galcnn.data.dataset import PreparedDataset
 from galcnn.inference import dataset_logits
 from galcnn.interrupt import Interrupted, StopRequest
-from galcnn.stages.prepare import prepare
-from galcnn.stages.train import TrainError, train
+from galcnn.stages.prepare import PrepareOptions, prepare
+from galcnn.stages.train import TrainError, TrainHooks, train
 
 from helpers import SAMPLE_DATA, tiny
 
@@ -96,7 +96,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(simulated, tmp_path, em
 
     broken = str(tmp_path / "broken")
     with pytest.raises(Killed):
-        train(simulated, broken, options, on_epoch_end=kill_after_epoch_2)
+        train(simulated, broken, options, hooks=TrainHooks(on_epoch_end=kill_after_epoch_2))
     assert load_checkpoint(os.path.join(broken, "last.pt"))["trainer"]["epoch"] == 1
     train(simulated, broken, options, resume=True)
     a = load_checkpoint(os.path.join(whole, "last.pt"))
@@ -133,7 +133,7 @@ def test_a_stop_request_saves_mid_epoch_and_resumes_at_that_batch(simulated, tmp
 
     stopped = str(tmp_path / "stopped")
     with pytest.raises(Interrupted) as caught:
-        train(simulated, stopped, options, progress=progress, stop=stop)
+        train(simulated, stopped, options, hooks=TrainHooks(progress=progress, stop=stop))
     assert caught.value.signum == signal.SIGTERM
     assert caught.value.saved.endswith("last.pt holds epoch 2 up to batch 3/5")
     state = load_checkpoint(os.path.join(stopped, "last.pt"))
@@ -157,7 +157,7 @@ def _stopped_after_one_epoch(simulated, run: str, options) -> None:
         raise Killed
 
     with pytest.raises(Killed):
-        train(simulated, run, options, on_epoch_end=kill)
+        train(simulated, run, options, hooks=TrainHooks(on_epoch_end=kill))
 
 
 def test_resume_reads_the_checkpoint_onto_the_cpu_whatever_the_device(simulated, tmp_path,
@@ -205,7 +205,7 @@ def test_a_stop_already_requested_saves_after_the_first_batch(simulated, tmp_pat
     stop.signum = signal.SIGINT  # Ctrl-C while the data was being prepared
     run = str(tmp_path / "run")
     with pytest.raises(Interrupted, match="Ctrl-C"):
-        train(simulated, run, tiny(epochs=2), stop=stop)
+        train(simulated, run, tiny(epochs=2), hooks=TrainHooks(stop=stop))
     partial = load_checkpoint(os.path.join(run, "last.pt"))["trainer"]["partial"]
     assert (partial["epoch"], partial["batches"], partial["seen"]) == (0, 1, 16)
 
@@ -254,17 +254,13 @@ def test_a_failed_start_leaves_nothing_behind(simulated, tmp_path):
     (raw / "a" / "x.fits").write_text("not FITS")
     (raw / "b").mkdir()
     (raw / "b" / "y.fits").write_text("not FITS")
-
-    def prepare_raw(folder):
-        prepare([str(raw)], folder, overwrite=True, workers=1)
-
     with pytest.raises(TrainError, match="preparing"):
-        train(str(raw), str(tmp_path / "from-raw"), tiny(), prepare_data=prepare_raw)
+        train(str(raw), str(tmp_path / "from-raw"), tiny(), prepare=PrepareOptions(workers=1))
     kept = tmp_path / "kept"
     kept.mkdir()
     (kept / "notes.txt").write_text("mine")
     with pytest.raises(TrainError):
-        train(str(raw), str(kept), tiny(), prepare_data=prepare_raw)
+        train(str(raw), str(kept), tiny(), prepare=PrepareOptions(workers=1))
     assert sorted(os.listdir(tmp_path)) == ["kept", "one", "raw"]
     assert os.listdir(kept) == ["notes.txt"]
 
@@ -285,7 +281,7 @@ def test_training_steps_on_the_gpu_never_wait_for_it(simulated, tmp_path):
 
     try:
         result = train(simulated, str(tmp_path / "run"), tiny(device="cuda", epochs=2),
-                       progress=progress)
+                       hooks=TrainHooks(progress=progress))
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert result.epochs_run == 2
@@ -317,7 +313,6 @@ def test_a_set_whose_mirrored_copies_keep_the_old_label_is_refused(cutouts, tmp_
     """A set prepared before the mirror pairs were recorded holds reflected spiral_cw copies
     labelled spiral_cw, while training swaps the labels of its own reflections."""
     from galcnn.data.recipe import Preprocess
-    from galcnn.stages.prepare import PrepareOptions
 
     out = str(tmp_path / "prepared")
     names = sorted(os.listdir(cutouts))
