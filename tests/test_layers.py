@@ -80,3 +80,27 @@ def test_the_public_api_is_one_import_away():
         assert callable(getattr(galcnn, name)), name
     assert set(galcnn.__all__) >= {"prepare", "train", "evaluate", "predict", "segment",
                                    "load_model", "ModelCard"}
+
+
+def test_stage_and_runner_functions_stay_small():
+    """No function over 60 lines or with more than 8 parameters (self and **changes
+    counted as one) in the stages and the runner layer: a longer one does two jobs."""
+    too_big = []
+    for layer in ("stages", "runner"):
+        for directory, _, files in os.walk(os.path.join(ROOT, layer)):
+            for name in files:
+                if not name.endswith(".py"):
+                    continue
+                path = os.path.join(directory, name)
+                for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+                    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                        continue
+                    args = node.args
+                    named = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+                    n_params = (len([a for a in named if a not in ("self", "cls")])
+                                + (args.vararg is not None) + (args.kwarg is not None))
+                    n_lines = node.end_lineno - node.lineno + 1
+                    if n_lines > 60 or n_params > 8:
+                        too_big.append(f"{os.path.relpath(path, ROOT)}:{node.lineno} "
+                                       f"{node.name}: {n_lines} lines, {n_params} parameters")
+    assert not too_big, "\n".join(too_big)

@@ -234,6 +234,25 @@ def _peer_failure_text(dist_info: Distributed, last_path: str) -> str:
             f"stopped or stopped answering; {kept}")
 
 
+def _splits(data_path: str) -> tuple[PreparedDataset, PreparedDataset, PreparedDataset]:
+    """The prepared set's train, validation and test splits (validation falls back to the
+    training set, said in the log)."""
+    try:
+        train_set = PreparedDataset(data_path, "train")
+        val_set = PreparedDataset(data_path, "val")
+        test_set = PreparedDataset(data_path, "test")
+    except ValueError as exc:
+        raise TrainError(str(exc)) from exc
+    if len(train_set) == 0:
+        raise TrainError(f"{data_path}: no training samples (a labelled prepared set is "
+                         "needed: the labels choose the training split)")
+    if len(val_set) == 0:
+        logger.warning("%s has no validation split; early stopping and calibration use "
+                       "the training set (prepare with --val-fraction > 0)", data_path)
+        val_set = train_set
+    return train_set, val_set, test_set
+
+
 def _ema(net: torch.nn.Module, epochs: float, steps_per_epoch: int) -> AveragedModel | None:
     """An exponential moving average of ``net``'s weights and batch-norm statistics over about
     ``epochs`` epochs (Polyak averaging, as in timm's ModelEmaV2), or None for 0."""
@@ -300,43 +319,10 @@ class _Run:
                  dist_info: Distributed, device: torch.device, command: str | None, *,
                  fine_tune: bool = True):
         self.run_dir, self.dist, self.device = run_dir, dist_info, device
-        try:
-            train_set = PreparedDataset(data_path, "train")
-            val_set = PreparedDataset(data_path, "val")
-            test_set = PreparedDataset(data_path, "test")
-        except ValueError as exc:
-            raise TrainError(str(exc)) from exc
-        if len(train_set) == 0:
-            raise TrainError(f"{data_path}: no training samples (a labelled prepared set is "
-                             "needed: the labels choose the training split)")
-        if len(val_set) == 0:
-            logger.warning("%s has no validation split; early stopping and calibration use "
-                           "the training set (prepare with --val-fraction > 0)", data_path)
-            val_set = train_set
+        train_set, val_set, test_set = _splits(data_path)
         self.task: Task = make_task(options.task, train_set, val_set, test_set)
         self.options = options = self.task.resolve(options)
-        recipe = train_set.preprocess
-        symmetry, pairs = self.task.resolve_symmetry(options)
-        self.symmetry = symmetry
-        self.elements = elements_of(symmetry, recipe.size)
-        """The group elements training draws from (labels of mirror pairs swapped by
-        ``mirror_swap``)."""
-        self.mirror_swap = mirror_permutation(self.task.classes, pairs) if pairs else None
-        model_args = self.task.model_args(options, recipe)
-        pooled_over = self.elements
-        if model_is_invariant(options.arch):  # the network holds the group: no pooled copies
-            model_args["mirror_swap"], pooled_over = self.mirror_swap, [(0, False)]
-        counts = self.task.class_counts()
-        self.card = ModelCard(
-            task=self.task.name, classes=self.task.classes,
-            cutout_classes=self.task.cutout_classes, preprocess=recipe, model=options.arch,
-            model_args=model_args, symmetry=symmetry, elements=pooled_over, mirror_pairs=pairs,
-            training={"options": {**asdict(options), "mirror_pairs": [list(p) for p in pairs]},
-                      "data": {"path": os.path.abspath(data_path),
-                               "train_counts": counts.tolist(), "n_train": len(train_set),
-                               "n_val": len(val_set)}},
-            provenance={"galcnn_version": __version__, "torch_version": str(torch.__version__)})
-
+        self.card = self._card(options, train_set, val_set, data_path)
         seed_everything(options.seed, -1)
         self.model = build_model(self.card)
         if options.init_from and fine_tune:  # a resumed run has its own weights
@@ -355,6 +341,45 @@ class _Run:
         batches = self.loader.sampler  # whole batches of indices
         self.images_per_epoch = (len(batches) * batches.batch_size if batches.drop_last
                                  else len(batches.sampler))
+        self._optimisation(options)
+        self.trainer = {"epoch": -1, "best_score": None, "best_epoch": -1, "bad_epochs": 0,
+                        "history": [], "stopped_early": False,
+                        "world_size": dist_info.world_size}
+        precision = precision_of(device, self.dtype)
+        self.card = self.card.with_updates(training={
+            **self.card.training, "device": device.type, "precision": precision,
+            "world_size": dist_info.world_size})
+        if dist_info.is_main:
+            self._announce(data_path, command, precision, len(train_set), len(val_set))
+
+    def _card(self, options: TrainOptions, train_set: PreparedDataset,
+              val_set: PreparedDataset, data_path: str) -> ModelCard:
+        """The model card of this run: task, classes, recipe, network, symmetry group."""
+        recipe = train_set.preprocess
+        symmetry, pairs = self.task.resolve_symmetry(options)
+        self.symmetry = symmetry
+        self.elements = elements_of(symmetry, recipe.size)
+        """The group elements training draws from (labels of mirror pairs swapped by
+        ``mirror_swap``)."""
+        self.mirror_swap = mirror_permutation(self.task.classes, pairs) if pairs else None
+        model_args = self.task.model_args(options, recipe)
+        self.class_counts = self.task.class_counts()
+        pooled_over = self.elements
+        if model_is_invariant(options.arch):  # the network holds the group: no pooled copies
+            model_args["mirror_swap"], pooled_over = self.mirror_swap, [(0, False)]
+        return ModelCard(
+            task=self.task.name, classes=self.task.classes,
+            cutout_classes=self.task.cutout_classes, preprocess=recipe, model=options.arch,
+            model_args=model_args, symmetry=symmetry, elements=pooled_over, mirror_pairs=pairs,
+            training={"options": {**asdict(options), "mirror_pairs": [list(p) for p in pairs]},
+                      "data": {"path": os.path.abspath(data_path),
+                               "train_counts": self.class_counts.tolist(),
+                               "n_train": len(train_set), "n_val": len(val_set)}},
+            provenance={"galcnn_version": __version__, "torch_version": str(torch.__version__)})
+
+    def _optimisation(self, options: TrainOptions) -> None:
+        """Optimizer, learning-rate schedule, weight average, precision, class weights."""
+        device = self.device
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(parameters, lr=options.lr,
                                            weight_decay=options.weight_decay)
@@ -372,31 +397,28 @@ class _Run:
         """The model validated and saved: the weights' moving average when there is one."""
         self.dtype = amp_dtype(device, options.amp)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
-        weights = class_weights_for(counts, options.class_weights)
+        weights = class_weights_for(self.class_counts, options.class_weights)
         self.weights = weights.to(device) if weights is not None else None
-        self.trainer = {"epoch": -1, "best_score": None, "best_epoch": -1, "bad_epochs": 0,
-                        "history": [], "stopped_early": False,
-                        "world_size": dist_info.world_size}
-        precision = precision_of(device, self.dtype)
-        self.card = self.card.with_updates(training={
-            **self.card.training, "device": device.type, "precision": precision,
-            "world_size": dist_info.world_size})
-        if dist_info.is_main:
-            write_config(run_dir, {
-                "command": command or " ".join(shlex.quote(a) for a in sys.argv),
-                "data": os.path.abspath(data_path), "prepared": os.path.abspath(data_path),
-                "options": self.card.training["options"], "symmetry": symmetry,
-                "device": str(device), "world_size": dist_info.world_size,
-                "launcher": dist_info.launcher or None, "precision": precision,
-                "amp": str(self.dtype) if self.dtype else None, "loader_workers": self.workers,
-                "parameters": count_parameters(self.model), "galcnn_version": __version__,
-                "torch_version": str(torch.__version__),
-                "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-            logger.info("training %s on %s (%s%s): %d train / %d val samples, %d classes, "
-                        "symmetry %s, %d parameters", options.arch, device, precision,
-                        f", {dist_info.world_size} processes" if dist_info.enabled else "",
-                        len(train_set), len(val_set), len(self.task.classes), symmetry,
-                        count_parameters(self.model))
+
+    def _announce(self, data_path: str, command: str | None, precision: str, n_train: int,
+                  n_val: int) -> None:
+        """config.json, and the run's one-line summary in the log."""
+        options, dist_info, device = self.options, self.dist, self.device
+        write_config(self.run_dir, {
+            "command": command or " ".join(shlex.quote(a) for a in sys.argv),
+            "data": os.path.abspath(data_path), "prepared": os.path.abspath(data_path),
+            "options": self.card.training["options"], "symmetry": self.symmetry,
+            "device": str(device), "world_size": dist_info.world_size,
+            "launcher": dist_info.launcher or None, "precision": precision,
+            "amp": str(self.dtype) if self.dtype else None, "loader_workers": self.workers,
+            "parameters": count_parameters(self.model), "galcnn_version": __version__,
+            "torch_version": str(torch.__version__),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        logger.info("training %s on %s (%s%s): %d train / %d val samples, %d classes, "
+                    "symmetry %s, %d parameters", options.arch, device, precision,
+                    f", {dist_info.world_size} processes" if dist_info.enabled else "",
+                    n_train, n_val, len(self.task.classes), self.symmetry,
+                    count_parameters(self.model))
 
     def resume(self, last_path: str) -> None:
         """Continue from ``last.pt``, whatever device saved it: the checkpoint is read onto
@@ -531,31 +553,12 @@ class _Run:
             generator.set_state(partial["generator"])
             if advance:
                 advance(int(done["seen"]))
-        swap = self.mirror_swap
         for images, targets in batches:
-            x = images.to(self.device, non_blocking=True).contiguous(
-                memory_format=torch.channels_last)
-            y = targets.to(self.device, non_blocking=True)
-            x, y = random_elements(x, y, self.elements, swap, generator)
-            if self.symmetry == "rotate":
-                x = random_rotations(x, generator)
-            with autocast(self.device, self.dtype):
-                logits = self.net(x)
-                loss = self.task.loss(logits.float(), y, self.weights,
-                                      self.options.label_smoothing)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
-            if self.ema:
-                self.ema.update_parameters(self.model.net)
+            n = self._step(images, targets, generator, sums)
             done["batches"] += 1
-            sums[0] += loss.detach().to(sums.dtype) * len(y)
-            sums[1] += self.task.correct(logits.detach(), y).to(sums.dtype)
-            done["seen"] += len(y)
+            done["seen"] += n
             if advance:
-                advance(len(y))
+                advance(n)
             if self._stop_requested(stop) and done["batches"] < self.steps_per_epoch:
                 done["seconds"] += time.monotonic() - begun
                 self._save_partial(epoch, done, sum_across(self.dist, sums), generator)
@@ -576,6 +579,30 @@ class _Run:
                "images_per_s": seen / max(train_seconds, 1e-9),
                "seconds": done["seconds"] + time.monotonic() - begun}
         return row, val_metrics
+
+    def _step(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator,
+              sums: torch.Tensor) -> int:
+        """One optimisation step on a batch drawn under a random group element; adds its
+        loss and correct count to ``sums`` (on the device) and returns the batch size."""
+        x = images.to(self.device, non_blocking=True).contiguous(
+            memory_format=torch.channels_last)
+        y = targets.to(self.device, non_blocking=True)
+        x, y = random_elements(x, y, self.elements, self.mirror_swap, generator)
+        if self.symmetry == "rotate":
+            x = random_rotations(x, generator)
+        with autocast(self.device, self.dtype):
+            logits = self.net(x)
+            loss = self.task.loss(logits.float(), y, self.weights, self.options.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.ema:
+            self.ema.update_parameters(self.model.net)
+        sums[0] += loss.detach().to(sums.dtype) * len(y)
+        sums[1] += self.task.correct(logits.detach(), y).to(sums.dtype)
+        return len(y)
 
     def _stop_requested(self, stop: StopRequest | None) -> bool:
         """Whether to stop here; every rank of a distributed job agrees (the highest signal
