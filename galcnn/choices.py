@@ -29,11 +29,16 @@ TABLE_FORMATS = ("csv", "fits")
 """Formats of ``predict`` tables and ``segment`` catalogues."""
 
 
+def unknown_choice(what: str, value, choices) -> str:
+    """The one message for a value that is not one of its choices."""
+    return f"unknown {what} {value!r}; choose one of {', '.join(choices)}"
+
+
 def parse_device(name: str) -> tuple[str, int | None]:
     """``auto``, ``cpu``, ``mps``, ``cuda`` or ``cuda:N`` as (kind, index); ValueError else."""
     import re
 
     match = re.fullmatch(r"(auto|cpu|mps|cuda)(?::(\d+))?", str(name).strip().lower())
     if not match or (match[2] is not None and match[1] != "cuda"):
-        raise ValueError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+        raise ValueError(unknown_choice("device", name, DEVICES))
     return match[1], None if match[2] is None else int(match[2])

@@ -151,21 +151,4 @@ def nearly_full_disk(tmp_path):
 def full_disk(tmp_path):
     """A directory on a tiny file system with no space left (a tmpfs mount; skipped where
     this process may not mount one)."""
-    import subprocess
-
-    mount = tmp_path / "full"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-                          capture_output=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a small file system here")
-    try:
-        with open(mount / ".filler", "wb", buffering=0) as handle:
-            try:
-                while True:
-                    handle.write(b"\0" * 4096)
-            except OSError:
-                pass
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+    yield from _small_disk(tmp_path, "64k", 0)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sys
-from contextlib import ExitStack
 
 import click
 
-from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run, stdout
+from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run_with_progress, stdout
 from galcnn.cli.options import (STREAM_OPTIONS, add_options, chosen_shard, inputs_argument,
                                 report_array_shard)
 
@@ -38,18 +37,13 @@ def command(model, inputs, out_path, anomaly, shard, resume, overwrite, batch_si
       galcnn embed runs/gz1 cutouts/ -o embeddings.fits
       galcnn embed runs/gz1 @survey_files.txt -o part.fits --shard 3/100 --resume
     """
-    from galcnn.progress import progress_reporter
     from galcnn.stages.embed import EmbedOptions, embed
 
     chosen = chosen_shard(shard)
     options = EmbedOptions(batch_size=batch_size, device=device, workers=workers,
                            amp=not no_amp, shard=chosen, resume=resume, overwrite=overwrite,
                            hdu=hdu, band_pattern=band_pattern, bands=bands, anomaly=anomaly)
-    with ExitStack() as stack:
-        def reporter(total: int):
-            return stack.enter_context(progress_reporter(total, "embed", unit="cutouts"))
-
-        result = run(embed, model, list(inputs), out_path, options, progress=reporter)
+    result = run_with_progress("embed", "cutouts", embed, model, list(inputs), out_path, options)
     report_array_shard("embed", shard, chosen, result)
     report_failures("embed", result.failures, "status column")
     part = f" (shard {chosen[0]}/{chosen[1]})" if chosen else ""

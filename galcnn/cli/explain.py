@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sys
-from contextlib import ExitStack
 
 import click
 
-from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run, stdout
+from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run_with_progress, stdout
 from galcnn.cli.options import (batch_size_option, device_option, hdu_option, inputs_argument,
                                 overwrite_option, parse_list, workers_option)
 
@@ -47,17 +46,13 @@ def command(model, inputs, out_dir, target, steps, no_png, overwrite, batch_size
       galcnn explain runs/mirabest sample_data/mirabest -o explained/
       galcnn explain runs/gz1 cutouts/ -o mergers/ --class merger --no-png
     """
-    from galcnn.progress import progress_reporter
     from galcnn.stages.explain import ExplainOptions, explain
 
     options = ExplainOptions(target=target, steps=steps, png=not no_png, batch_size=batch_size,
                              device=device, workers=workers, overwrite=overwrite, hdu=hdu,
                              band_pattern=band_pattern, bands=bands)
-    with ExitStack() as stack:
-        def reporter(total: int):
-            return stack.enter_context(progress_reporter(total, "explain", unit="cutouts"))
-
-        result = run(explain, model, list(inputs), out_dir, options, progress=reporter)
+    result = run_with_progress("explain", "cutouts", explain,
+                               model, list(inputs), out_dir, options)
     report_failures("explain", result.failures, "index.csv")
     stdout().print(f"Explained {result.n_ok} cutouts into {result.out_dir} "
                    f"(index.csv), {result.n_failed} failed ({result.elapsed_s:.1f} s)")

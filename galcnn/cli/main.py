@@ -16,6 +16,7 @@ import shlex
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import TypeVar
 
 import click
@@ -136,6 +137,19 @@ def run(function: Callable[..., T], *args, **kwargs) -> T:
         if line is None:
             raise
         raise click.ClickException(printable(line)) from None
+
+
+def run_with_progress(name: str, unit: str, function: Callable[..., T], *args,
+                      **kwargs) -> T:
+    """:func:`run` with a live progress display, which ``function`` starts by calling its
+    ``progress(total)`` argument."""
+    from galcnn.progress import progress_reporter
+
+    with ExitStack() as stack:
+        def reporter(total: int):
+            return stack.enter_context(progress_reporter(total, name, unit=unit))
+
+        return run(function, *args, progress=reporter, **kwargs)
 
 
 def _memory_hint() -> str:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
-from contextlib import ExitStack
 
 import click
 
 from galcnn.choices import TABLE_FORMATS
-from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run, stderr, stdout
+from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run_with_progress, stderr, stdout
 from galcnn.cli.options import (STREAM_OPTIONS, add_options, chosen_shard, inputs_argument,
                                 report_array_shard, table_format)
 
@@ -43,7 +42,6 @@ def command(model, inputs, out_path, fmt, spread, tta, mc_dropout, shard, resume
       galcnn predict runs/sim sample_data/simulated -o predictions.csv
       galcnn predict runs/gz1 @survey_files.txt -o part.csv --shard 3/100 --resume
     """
-    from galcnn.progress import progress_reporter
     from galcnn.stages.predict import PredictOptions, predict
 
     chosen = chosen_shard(shard)
@@ -56,11 +54,8 @@ def command(model, inputs, out_path, fmt, spread, tta, mc_dropout, shard, resume
                              amp=not no_amp, format=table_format(fmt, out_path),
                              shard=chosen, resume=resume, overwrite=overwrite, hdu=hdu,
                              band_pattern=band_pattern, bands=bands)
-    with ExitStack() as stack:
-        def reporter(total: int):
-            return stack.enter_context(progress_reporter(total, "predict", unit="cutouts"))
-
-        result = run(predict, model, list(inputs), out_path, options, progress=reporter)
+    result = run_with_progress("predict", "cutouts", predict,
+                               model, list(inputs), out_path, options)
     report_array_shard("predict", shard, chosen, result)
     report_failures("predict", result.failures, "status column")
     report_failures("predict", [(path, f"warning: {warning}") for path, warning

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import ExitStack
 
 import click
 
 from galcnn.choices import GROUPS
-from galcnn.cli.main import (EXIT_SOME_FAILED, command_line, printable, report_failures, run,
-                             stdout)
+from galcnn.cli.main import (EXIT_SOME_FAILED, command_line, printable, report_failures,
+                             run_with_progress, stdout)
 from galcnn.cli.options import (LABEL_OPTIONS, RECIPE_OPTIONS, SPLIT_OPTIONS, add_options,
                                 inputs_argument, label_kwargs, mirror_pairs_option,
                                 overwrite_option,
@@ -43,19 +42,14 @@ def command(inputs, out_dir, no_labels, seed, augment, mirror_pairs, copies, wor
       galcnn prepare gz1/ -o prepared/gz1 --size 64
       galcnn prepare mirabest/ -o prepared/mb --where confident=1 --classes FRI,FRII
     """
-    from galcnn.progress import progress_reporter
     from galcnn.stages.prepare import prepare
 
     options = prepare_options_from(params, augment=augment, copies=copies, seed=seed,
                                    mirror_pairs=mirror_pairs, no_labels=no_labels,
                                    classes=params["classes"], workers=workers,
                                    overwrite=overwrite, **label_kwargs(params))
-    with ExitStack() as stack:
-        def reporter(total: int):
-            return stack.enter_context(progress_reporter(total, "prepare", unit="cutouts"))
-
-        result = run(prepare, list(inputs), out_dir, options, progress=reporter,
-                     command=command_line())
+    result = run_with_progress("prepare", "cutouts", prepare, list(inputs), out_dir, options,
+                               command=command_line())
     report_failures("prepare", result.failures, "failed.csv", limit=len(result.failures))
     report_prepared(result)
     if result.failures:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
-from contextlib import ExitStack
 
 import click
 
 from galcnn.choices import TABLE_FORMATS
-from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run, stdout
+from galcnn.cli.main import EXIT_SOME_FAILED, report_failures, run_with_progress, stdout
 from galcnn.cli.options import (batch_size_option, device_option, hdu_option, inputs_argument,
                                 no_amp_option, overwrite_option)
 
@@ -63,7 +62,6 @@ def command(model, inputs, out_dir, hdu, tile, halo, threshold, min_area, deblen
       galcnn segment runs/unet sample_data/field.fits.fz --hdu SCI -o seg/ --overlay
       galcnn segment runs/unet survey/*.fits.fz -o seg/ --tile 512 --threshold 0.5
     """
-    from galcnn.progress import progress_reporter
     from galcnn.stages.segment import SegmentOptions, segment
 
     options = SegmentOptions(tile=tile, halo=halo, batch_size=batch_size, threshold=threshold,
@@ -71,11 +69,7 @@ def command(model, inputs, out_dir, hdu, tile, halo, threshold, min_area, deblen
                              deblend_contrast=deblend_contrast, tta=tta, hdu=hdu,
                              catalogue_format=catalogue_format, overlay=overlay,
                              overwrite=overwrite, device=device, amp=not no_amp)
-    with ExitStack() as stack:
-        def reporter(total: int):
-            return stack.enter_context(progress_reporter(total, "segment", unit="files"))
-
-        result = run(segment, model, list(inputs), out_dir, options, progress=reporter)
+    result = run_with_progress("segment", "files", segment, model, list(inputs), out_dir, options)
     report_failures("segment", result.failures, "see segment.csv")
     rate = result.megapixels / max(result.elapsed_s, 1e-9)
     stdout().print(f"Segmented {result.n_images} image(s), {result.megapixels:.2f} Mpix, "

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from galcnn.choices import GROUPS
+from galcnn.choices import GROUPS, unknown_choice
 
 __all__ = ["D4", "Rotation", "group_elements", "parse_transform", "choose_transforms",
            "find_mirror_pairs", "check_mirror_pairs", "is_reflection"]
@@ -83,7 +83,7 @@ def group_elements(group: str) -> list[D4]:
         return [D4(k) for k in range(4)]
     if group == "dihedral":
         return [D4(k, f) for f in (False, True) for k in range(4)]
-    raise ValueError(f"unknown symmetry group {group!r}; choose one of {', '.join(GROUPS)}")
+    raise ValueError(unknown_choice("symmetry group", group, GROUPS))
 
 
 def parse_transform(name: str) -> D4 | Rotation:

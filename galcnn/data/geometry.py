@@ -12,7 +12,7 @@ import numpy as np
 from skimage.filters import gaussian
 from skimage.transform import ProjectiveTransform, resize, warp
 
-from galcnn.choices import FIT_MODES
+from galcnn.choices import FIT_MODES, unknown_choice
 
 __all__ = ["fit_to_size", "fit_mask_to_size", "rotate_to_size"]
 
@@ -21,7 +21,7 @@ def _check(image: np.ndarray, fit: str) -> None:
     if image.ndim != 3:
         raise ValueError(f"expected a (bands, y, x) array, got shape {image.shape}")
     if fit not in FIT_MODES:
-        raise ValueError(f"unknown fit {fit!r}; choose one of {', '.join(FIT_MODES)}")
+        raise ValueError(unknown_choice("fit", fit, FIT_MODES))
 
 
 def _band_values(image: np.ndarray, pad_values) -> np.ndarray:

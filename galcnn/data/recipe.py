@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
-from galcnn.choices import DTYPES, FILL_METHODS, FIT_MODES
+from galcnn.choices import DTYPES, FILL_METHODS, FIT_MODES, unknown_choice
 from galcnn.data.fitsio import FitsImage, read_image
 from galcnn.data.geometry import fit_to_size
 from galcnn.data.stretch import Stretch
@@ -79,9 +79,9 @@ class Preprocess:
 
     def __post_init__(self):
         if self.fit not in FIT_MODES:
-            raise ValueError(f"unknown fit {self.fit!r}; choose one of {', '.join(FIT_MODES)}")
+            raise ValueError(unknown_choice("fit", self.fit, FIT_MODES))
         if self.fill not in FILL_METHODS:
-            raise ValueError(f"unknown fill {self.fill!r}; choose one of {', '.join(FILL_METHODS)}")
+            raise ValueError(unknown_choice("fill", self.fill, FILL_METHODS))
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.size is not None:

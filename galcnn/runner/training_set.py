@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from galcnn import __version__
-from galcnn.choices import GROUPS
+from galcnn.choices import GROUPS, unknown_choice
 from galcnn.data.augment import (check_mirror_pairs, choose_transforms, find_mirror_pairs,
                                  is_reflection)
 from galcnn.data.fitsio import FitsReadError
@@ -84,8 +84,7 @@ class PrepareOptions:
 
     def __post_init__(self):
         if self.augment not in GROUPS:
-            raise ValueError(f"unknown augmentation {self.augment!r}; choose one of "
-                             f"{', '.join(GROUPS)}")
+            raise ValueError(unknown_choice("augmentation", self.augment, GROUPS))
         if self.copies < 0:
             raise ValueError(f"--copies must be >= 0, got {self.copies}")
         if self.copies and self.augment == "none":

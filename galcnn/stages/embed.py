@@ -30,7 +30,8 @@ from galcnn.runner.provenance import provenance
 from galcnn.runner.stream import StreamOptions, StreamResult, stream, table_identity
 from galcnn.runner.table import Column, TableSink
 
-__all__ = ["embed", "EmbedOptions", "EmbedError", "EMBED_COLUMNS", "ANOMALY_COLUMNS", "embed_columns"]
+__all__ = ["embed", "EmbedOptions", "EmbedError", "EMBED_COLUMNS", "ANOMALY_COLUMNS",
+           "embed_columns"]
 
 
 EmbedError = RunError

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from galcnn.choices import SPLITS
+from galcnn.choices import SPLITS, unknown_choice
 from galcnn.data.dataset import PreparedDataset, is_prepared_dataset
 from galcnn.data.inputs import collect_sources
 from galcnn.data.labels import resolve_labels
@@ -76,8 +76,7 @@ def evaluate(model_path: str, data: str, options: EvaluateOptions | None = None,
     :class:`EvaluateOptions` (``evaluate(run, data, split="val")``)."""
     options = replace(options or EvaluateOptions(), **changes)
     if options.split not in SPLITS:
-        raise EvaluateError(f"unknown split {options.split!r}; choose one of "
-                            f"{', '.join(SPLITS)}")
+        raise EvaluateError(unknown_choice("split", options.split, SPLITS))
     model = open_model(model_path, "classify", "evaluate", device=options.device,
                        amp=options.amp, pooled=options.tta, error=EvaluateError)
     card = model.card

@@ -44,9 +44,10 @@ __all__ = ["ExplainOptions", "ExplainResult", "ExplainError", "explain", "INDEX_
 
 logger = logging.getLogger("galcnn")
 
-INDEX = [Column("id"), Column("file"), Column("hdu", "int"), Column("ra", "float", "deg", ".7f"),
-         Column("dec", "float", "deg", ".7f"), Column("class"), Column("belief", "float", "", ".6g"),
-         Column("predicted"), Column("fits"), Column("png"), Column("status")]
+INDEX = [Column("id"), Column("file"), Column("hdu", "int"),
+         Column("ra", "float", "deg", ".7f"), Column("dec", "float", "deg", ".7f"),
+         Column("class"), Column("belief", "float", "", ".6g"), Column("predicted"),
+         Column("fits"), Column("png"), Column("status")]
 INDEX_COLUMNS = [column.name for column in INDEX]
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from galcnn.choices import TABLE_FORMATS
+from galcnn.choices import TABLE_FORMATS, unknown_choice
 from galcnn.data.inputs import Source
 from galcnn.data.reader import Sample
 from galcnn.runner.model import LoadedModel, RunError, open_model
@@ -69,8 +69,7 @@ def predict(model_path: str, inputs: list[str], out_path: str,
     resume=True)``)."""
     options = replace(options or PredictOptions(), **changes)
     if options.format not in TABLE_FORMATS:
-        raise PredictError(f"unknown format {options.format!r}; choose "
-                           f"{', '.join(TABLE_FORMATS)}")
+        raise PredictError(unknown_choice("format", options.format, TABLE_FORMATS))
     model = open_model(model_path, "classify", "predict", device=options.device,
                        amp=options.amp, mc_dropout=options.mc_dropout, error=PredictError)
     recipe = model.card.preprocess.reading(options.hdu, options.band_pattern, options.bands)

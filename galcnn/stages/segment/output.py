@@ -186,7 +186,8 @@ def overlay_figure(image: np.ndarray, small: np.ndarray, table: Table, foregroun
     axis.set_yticks([])
     counts = {name: int(np.sum(table["predicted"] == name)) if len(table) else 0
               for name in foreground}
-    handles = [Patch(facecolor=colours[k], edgecolor="none", label=plot_labels([f"{name} ({counts[name]})"])[0])
+    handles = [Patch(facecolor=colours[k], edgecolor="none",
+                     label=plot_labels([f"{name} ({counts[name]})"])[0])
                for k, name in enumerate(foreground)]
     axis.legend(handles=handles, loc="upper center", ncol=min(len(handles), 5),
                 fontsize=max(fontsize, 8), frameon=False, bbox_to_anchor=(0.5, -0.005),

@@ -13,5 +13,5 @@ from galcnn.stages.train.options import TrainError, TrainOptions
 from galcnn.stages.train.sampling import class_weights_for
 from galcnn.stages.train.tasks import TASK_TYPES
 
-__all__ = ["train", "TrainHooks", "resumed_options", "TrainOptions", "TrainResult", "TrainError", "class_weights_for",
-           "TASK_TYPES"]
+__all__ = ["train", "TrainHooks", "resumed_options", "TrainOptions", "TrainResult", "TrainError",
+           "class_weights_for", "TASK_TYPES"]
