@@ -49,6 +49,19 @@ class Network(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    # What segmentation networks declare, for tiling a field of any size (``segment``):
+    @property
+    def multiple(self) -> int:
+        """Tile corners on multiples of this keep the result independent of the tiling
+        (the product of the downsampling strides)."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare its multiple")
+
+    def receptive_radius(self) -> int:
+        """Pixels on each side that can influence an output pixel (an upper bound): the
+        context a tile needs so that tiling does not change the result."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare its receptive "
+                                  "radius")
+
 
 @dataclass(frozen=True)
 class _Entry:

@@ -32,6 +32,20 @@ def test_forward_backward_and_the_shared_interface(name):
         assert net.forward_head(net.forward_features(x), pre_logits=True).shape[0] == 4
     blocks = net.feature_blocks()
     assert blocks and all(isinstance(b, torch.nn.Module) for b in blocks)
+    if net.task == "segment":  # what tiling a field of any size relies on
+        multiple, radius = net.multiple, net.receptive_radius()
+        assert isinstance(multiple, int) and multiple >= 1 and 32 % multiple == 0
+        assert isinstance(radius, int) and radius >= multiple
+
+
+def test_a_network_that_does_not_declare_its_tiling_says_so():
+    class Bare(Network):
+        task = "segment"
+
+    with pytest.raises(NotImplementedError, match="Bare does not declare its multiple"):
+        Bare().multiple
+    with pytest.raises(NotImplementedError, match="receptive radius"):
+        Bare().receptive_radius()
 
 
 @pytest.mark.parametrize("name", list_models())

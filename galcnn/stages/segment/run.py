@@ -98,7 +98,7 @@ def segment_image(planes: ImagePlanes, segmenter: Segmenter, options: SegmentOpt
         statistics = info["stretch"]
         table = catalogue(labels, probs, flux, segmenter.classes, planes.header)
         # the maps last: a .seg.fits in place means every product of this HDU is complete
-        cards = provenance(segmenter.loaded, source, planes.index)
+        cards = provenance(segmenter, source, planes.index)
         write_catalogue(catalogue_path(stem, options), table, options.catalogue_format,
                         cards + [("RADESYS", "ICRS", "frame of the ra and dec columns")])
         if options.overlay:

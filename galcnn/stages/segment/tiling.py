@@ -17,14 +17,12 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from galcnn.data.atomic import scratch_prefix
-from galcnn.card import ModelCard
 from galcnn.data.fitsio import ImagePlanes
-from galcnn.inference import Predictor
 from galcnn.runner.model import LoadedModel, open_model
 from galcnn.stages.segment.options import SegmentError, SegmentOptions
 
@@ -35,30 +33,17 @@ STATS_PIXELS = 16 * 2**20
 
 
 @dataclass
-class Segmenter:
+class Segmenter(LoadedModel):
     """A U-Net ready to map images, with what tiling needs to know about it."""
-
-    loaded: LoadedModel
 
     @classmethod
     def load(cls, path: str, *, device: str = "auto", amp: bool = True,
              pooled: bool = True) -> "Segmenter":
         """The U-Net of a checkpoint or run directory; ``pooled=False``: the bare network
         instead of the model pooled over its symmetry group."""
-        return cls(open_model(path, "segment", "segment", device=device, amp=amp,
-                              pooled=pooled, error=SegmentError))
-
-    @property
-    def predictor(self) -> Predictor:
-        return self.loaded.predictor
-
-    @property
-    def checksum(self) -> str:
-        return self.loaded.checksum
-
-    @property
-    def card(self) -> ModelCard:
-        return self.loaded.card
+        loaded = open_model(path, "segment", "segment", device=device, amp=amp,
+                            pooled=pooled, error=SegmentError)
+        return cls(**{name.name: getattr(loaded, name.name) for name in fields(loaded)})
 
     @property
     def classes(self) -> list[str]:
