@@ -2,12 +2,20 @@
 
 The public API, one import away::
 
-    from galcnn import prepare, train, evaluate, predict, segment, load_model
+    from galcnn import prepare, train, evaluate, predict, embed, segment, load_model
+
+Each stage takes its inputs, its output and one options object (``PrepareOptions``,
+``TrainOptions``, ``EvaluateOptions``, ``PredictOptions``, ``EmbedOptions``,
+``SegmentOptions``); keyword arguments change fields of it: ``predict(run, files, out,
+resume=True)``.
 
 Layers, each importing only from those below it:
 
 ``galcnn.cli``       the command line (one module per command)
-``galcnn.stages``    what the commands do: prepare, train, evaluate, predict, segment
+``galcnn.stages``    what the commands do: prepare, train, evaluate, predict, embed,
+                     explain, similar, segment
+``galcnn.runner``    a loaded model, the input pipeline, table sinks, provenance, the
+                     stream loop, the training-set builder: what the stages are made of
 ``galcnn.inference``, ``galcnn.checkpoint``, ``galcnn.card``, ``galcnn.metrics``,
 ``galcnn.losses``, ``galcnn.plots``, ``galcnn.runtime``, ``galcnn.progress``
                      running models, their cards and checkpoints, scores, devices

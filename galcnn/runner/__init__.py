@@ -8,6 +8,8 @@
                 as CSV or as a FITS table with their metadata, streamed and resumable
 ``provenance``  the keywords every FITS product carries, the same in each
 ``stream``      the loop of predict and embed: sources through a model into a table
+``training_set`` cutouts through the recipe into a prepared training set (``prepare``, and
+                ``train`` on raw cutouts)
 
 The stages compose these; adding a column to a table, or a command that runs a model over
 inputs, touches the stage's own declaration and nothing here.

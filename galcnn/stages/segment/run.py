@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -123,15 +123,18 @@ def is_complete(stem: str, options: SegmentOptions) -> bool:
 
 
 def segment(model_path: str, inputs: list[str], out_dir: str,
-            options: SegmentOptions | None = None,
-            progress: Callable[[int], Callable[[int], None]] | None = None) -> SegmentResult:
+            options: SegmentOptions | None = None, *,
+            progress: Callable[[int], Callable[[int], None]] | None = None,
+            **changes) -> SegmentResult:
     """Segment every image HDU of ``inputs`` into ``out_dir``; see the module docstring.
+    ``changes`` are fields of :class:`SegmentOptions` (``segment(run, fields, out,
+    overlay=True)``).
 
     Existing outputs of the same model are skipped unless ``options.overwrite``, so a rerun
     resumes; outputs of another model in ``out_dir`` are refused without ``overwrite``.
     """
     started = time.monotonic()
-    options = options or SegmentOptions()
+    options = replace(options or SegmentOptions(), **changes)
     options.check()
     segmenter = Segmenter.load(model_path, device=options.device, amp=options.amp,
                                pooled=options.tta)
