@@ -16,6 +16,7 @@ network.
     python bench/predict.py                       # shared GZ1 files, CPU
     python bench/predict.py --device cuda --batch-size 512
     python bench/predict.py --skip-scale          # throughput only
+    python bench/predict.py --skip-throughput     # memory only
 """
 
 from __future__ import annotations
@@ -143,8 +144,8 @@ def scale(models: dict[str, str], files: list[str], tmp: str, sizes: list[int],
     table of vectors) over ``sizes`` distinct inputs; the largest predict run is also killed
     half-way and resumed."""
     rows = []
-    runs = [("predict", "csv", models["small"]), ("predict", "fits", models["small"]),
-            ("embed", "fits", models["embed"])]
+    runs = [("embed", "fits", models["embed"]), ("predict", "fits", models["small"]),
+            ("predict", "csv", models["small"])]
     for n in sizes:
         listing = scale_inputs(files, n, tmp)
         for command_name, fmt, model in runs:
@@ -179,6 +180,23 @@ def scale(models: dict[str, str], files: list[str], tmp: str, sizes: list[int],
     return rows
 
 
+def throughput(model: str, files: list[str], batch_size: int, device: torch.device, tmp: str,
+               args: argparse.Namespace) -> dict:
+    """predict's end-to-end rate beside the read rate and the model's own rate."""
+    read = read_rate(files, usable_cpus())
+    start = time.perf_counter()
+    result = predict(model, files, os.path.join(tmp, "predictions.csv"),
+                     PredictOptions(batch_size=args.batch_size, device=args.device))
+    end_to_end = result.n_ok / (time.perf_counter() - start)
+    model_per_s = model_rate(model, files, batch_size, device, tmp)
+    best = limit(read, model_per_s, device.type)
+    return {"failed": result.n_failed, "read_per_s": round(read, 1),
+            "model_per_s": round(model_per_s, 1), "limit_per_s": round(best, 1),
+            "end_to_end_per_s": round(end_to_end, 1),
+            "ratio_to_limit": round(end_to_end / best, 3),
+            "ratio_to_model": round(end_to_end / model_per_s, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=SHARED_GZ1, help="cutouts to predict")
@@ -188,6 +206,8 @@ def main() -> None:
                         help="default: predict's own (16 on a CPU, 256 on a GPU)")
     parser.add_argument("--scale", default="1000,100000", help="input counts of the memory runs")
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true",
+                        help="memory runs only (their figures hold on a busy machine)")
     args = parser.parse_args()
     device = select_device(args.device)
     batch_size = inference_batch_size(args.batch_size, device)
@@ -197,19 +217,9 @@ def main() -> None:
                     "batch_size": batch_size, "torch": torch.__version__}
     with tempfile.TemporaryDirectory(prefix="galcnn-bench-") as tmp:
         model = args.model or quick_model(args.data, tmp, "run")
-        read = read_rate(files, usable_cpus())
-        start = time.perf_counter()
-        result = predict(model, files, os.path.join(tmp, "predictions.csv"),
-                         PredictOptions(batch_size=args.batch_size, device=args.device))
-        end_to_end = result.n_ok / (time.perf_counter() - start)
-        model_per_s = model_rate(model, files, batch_size, device, tmp)
-        best = limit(read, model_per_s, device.type)
-        report.update({"failed": result.n_failed, "read_per_s": round(read, 1),
-                       "model_per_s": round(model_per_s, 1), "limit_per_s": round(best, 1),
-                       "end_to_end_per_s": round(end_to_end, 1),
-                       "ratio_to_limit": round(end_to_end / best, 3),
-                       "ratio_to_model": round(end_to_end / model_per_s, 3)})
-        print(json.dumps(report, indent=2), flush=True)
+        if not args.skip_throughput:
+            report.update(throughput(model, files, batch_size, device, tmp, args))
+            print(json.dumps(report, indent=2), flush=True)
         if not args.skip_scale:
             small = quick_model(args.data, tmp, "small", width=8)
             report["scale"] = scale({"small": small, "embed": model}, files, tmp,

@@ -13,11 +13,34 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["GalcnnError", "DiskFull", "is_disk_full", "naming_output", "device_failure"]
+__all__ = ["GalcnnError", "DiskFull", "is_disk_full", "naming_output", "device_failure",
+           "option_error", "as_typed"]
 
 
 class GalcnnError(ValueError):
     """A fatal, user-fixable problem; the message is one line that names what is wrong."""
+
+
+OPTION = "{option}"
+"""Where an option's name stands in the message of :func:`option_error`."""
+
+
+def option_error(kind: type[GalcnnError], option: str, message: str) -> GalcnnError:
+    """An error of type ``kind`` about one option's value: ``message`` names the option as
+    ``{option}``, which the library's message fills with the field's name (``tile``) and the
+    command line's (:func:`as_typed`) with its flag (``--tile``), so that each reader sees
+    the name they wrote."""
+    error = kind(message.replace(OPTION, option))
+    error.option, error.template = option, message
+    return error
+
+
+def as_typed(exc: GalcnnError) -> str:
+    """The message of ``exc`` as a command-line user reads it: an option named by its flag."""
+    option = getattr(exc, "option", None)
+    if option is None:
+        return str(exc)
+    return exc.template.replace(OPTION, "--" + option.replace("_", "-"))
 
 
 class DiskFull(GalcnnError):

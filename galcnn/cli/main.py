@@ -22,7 +22,7 @@ from typing import TypeVar
 import click
 
 from galcnn import __version__
-from galcnn.errors import GalcnnError, device_failure
+from galcnn.errors import GalcnnError, as_typed, device_failure
 from galcnn.interrupt import (Interrupted, exit_code_for, raise_on_sigterm, restore_sigterm,
                               signal_name)
 
@@ -129,7 +129,7 @@ def run(function: Callable[..., T], *args, **kwargs) -> T:
     try:
         return function(*args, **kwargs)
     except GalcnnError as exc:
-        raise click.ClickException(printable(str(exc))) from None
+        raise click.ClickException(printable(as_typed(exc))) from None
     except OSError as exc:
         raise click.ClickException(printable(_describe(exc))) from None
     except RuntimeError as exc:

@@ -24,7 +24,24 @@ from galcnn.device_recipe import DeviceRecipe
 from galcnn.inference import as_batch
 from galcnn.runtime import worker_count
 
-__all__ = ["InputPipeline", "Batch", "Problem"]
+__all__ = ["InputPipeline", "Batch", "Problem", "ReadingOverrides"]
+
+
+@dataclass(kw_only=True)
+class ReadingOverrides:
+    """How to read inputs that a model's card would read otherwise: a command's options
+    inherit these (given by keyword), and :meth:`recipe` applies them to the card's."""
+
+    hdu: int | str | None = None
+    """The image HDU (index or name); None: the card's rule."""
+    band_pattern: str | None = None
+    """How one object's files per band are named (``{band}`` in the name)."""
+    bands: list[str] | None = None
+    """The band order; None: the card's."""
+
+    def recipe(self, card_recipe: Preprocess) -> Preprocess:
+        """The card's recipe reading by these overrides; its stretch and size stay."""
+        return card_recipe.reading(self.hdu, self.band_pattern, self.bands)
 
 
 @dataclass

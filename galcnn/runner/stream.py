@@ -27,7 +27,7 @@ from galcnn.data.recipe import Preprocess
 from galcnn.data.shards import in_shard
 from galcnn.errors import naming_output
 from galcnn.runner.model import LoadedModel, RunError
-from galcnn.runner.pipeline import InputPipeline, Problem
+from galcnn.runner.pipeline import InputPipeline, Problem, ReadingOverrides
 from galcnn.runner.table import TableSink, count_rows
 from galcnn.runtime import inference_batch_size
 
@@ -37,7 +37,7 @@ logger = logging.getLogger("galcnn")
 
 
 @dataclass
-class StreamOptions:
+class StreamOptions(ReadingOverrides):
     """How a table is computed: where, in what precision, how many at once."""
 
     batch_size: int | None = None
@@ -53,10 +53,6 @@ class StreamOptions:
     resume: bool = False
     """Keep the complete rows of ``OUT.partial`` and skip their inputs."""
     overwrite: bool = False
-    hdu: int | str | None = None
-    """These three override the model card's reading rules."""
-    band_pattern: str | None = None
-    bands: list[str] | None = None
 
 
 @dataclass

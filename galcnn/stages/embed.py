@@ -104,7 +104,7 @@ def embed(model_path: str, inputs: list[str], out_path: str,
     model = open_model(model_path, "classify", "embed", device=options.device,
                        amp=options.amp, error=EmbedError)
     reference = _reference(model) if anomaly else None
-    recipe = model.card.preprocess.reading(options.hdu, options.band_pattern, options.bands)
+    recipe = options.recipe(model.card.preprocess)
     identity = table_identity(model, recipe, options.shard, format="embed", anomaly=anomaly)
     meta = provenance(model) + [
         ("EMBDIM", _width(model), "features per embedding"),

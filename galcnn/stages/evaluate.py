@@ -22,7 +22,7 @@ from galcnn.errors import GalcnnError
 from galcnn.inference import dataset_logits, forward
 from galcnn.metrics import classification_metrics, expected_calibration_error, softmax
 from galcnn.runner.model import LoadedModel, open_model
-from galcnn.runner.pipeline import InputPipeline, Problem
+from galcnn.runner.pipeline import InputPipeline, Problem, ReadingOverrides
 from galcnn.runtime import inference_batch_size
 
 __all__ = ["evaluate", "EvaluateOptions", "EvaluateResult", "EvaluateError"]
@@ -45,7 +45,7 @@ class EvaluateResult:
 
 
 @dataclass
-class EvaluateOptions:
+class EvaluateOptions(ReadingOverrides):
     """What ``evaluate`` scores and how."""
 
     split: str = "all"
@@ -64,8 +64,6 @@ class EvaluateOptions:
     id_column: str | None = None
     label_column: str | None = None
     where: dict[str, str] | None = None
-    band_pattern: str | None = None
-    bands: list[str] | None = None
 
 
 def evaluate(model_path: str, data: str, options: EvaluateOptions | None = None,
@@ -128,7 +126,7 @@ def _prepared(model: LoadedModel, path: str, split: str, chosen, batch_size: int
 
 def _raw(model: LoadedModel, data: str, options: EvaluateOptions, batch_size: int):
     """Logits of labelled raw cutouts read through the recipe, and the files that failed."""
-    recipe = model.card.preprocess.reading(None, options.band_pattern, options.bands)
+    recipe = options.recipe(model.card.preprocess)
     try:
         sources, _, failures = collect_sources([data], band_pattern=recipe.band_pattern,
                                                bands=recipe.bands, require_any=True)

@@ -36,7 +36,7 @@ from galcnn.data.lock import new_directory_output
 from galcnn.errors import GalcnnError, is_disk_full
 from galcnn.plots import plot_attribution
 from galcnn.runner.model import LoadedModel, open_model
-from galcnn.runner.pipeline import Batch, InputPipeline, Problem
+from galcnn.runner.pipeline import Batch, InputPipeline, Problem, ReadingOverrides
 from galcnn.runner.provenance import provenance
 from galcnn.runner.table import Column, write_rows
 
@@ -56,7 +56,7 @@ class ExplainError(GalcnnError):
 
 
 @dataclass
-class ExplainOptions:
+class ExplainOptions(ReadingOverrides):
     target: str | None = None
     """The class the maps are for; None: each cutout's predicted class."""
     steps: int = 32
@@ -66,10 +66,6 @@ class ExplainOptions:
     device: str = "auto"
     workers: int | None = None
     overwrite: bool = False
-    hdu: int | str | None = None
-    """These three override the model card's reading rules."""
-    band_pattern: str | None = None
-    bands: list[str] | None = None
 
 
 @dataclass
@@ -96,7 +92,7 @@ def explain(model_path: str, inputs: list[str], out_dir: str,
     if options.target is not None and options.target not in model.card.classes:
         raise ExplainError(f"unknown class {options.target!r} to explain; the model's classes "
                            f"are {', '.join(model.card.classes)}")
-    recipe = model.card.preprocess.reading(options.hdu, options.band_pattern, options.bands)
+    recipe = options.recipe(model.card.preprocess)
     with new_directory_output(out_dir, options.overwrite, ExplainError):
         try:
             sources, _, problems = collect_sources(inputs, band_pattern=recipe.band_pattern,

@@ -72,7 +72,7 @@ def predict(model_path: str, inputs: list[str], out_path: str,
         raise PredictError(unknown_choice("format", options.format, TABLE_FORMATS))
     model = open_model(model_path, "classify", "predict", device=options.device,
                        amp=options.amp, mc_dropout=options.mc_dropout, error=PredictError)
-    recipe = model.card.preprocess.reading(options.hdu, options.band_pattern, options.bands)
+    recipe = options.recipe(model.card.preprocess)
     identity = table_identity(model, recipe, options.shard, classes=list(model.card.classes),
                            mc_dropout=options.mc_dropout, spread=options.spread,
                            format=options.format)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from galcnn.choices import TABLE_FORMATS
-from galcnn.errors import GalcnnError
+from galcnn.choices import TABLE_FORMATS, unknown_choice
+from galcnn.errors import GalcnnError, option_error
 
 __all__ = ["SegmentOptions", "SegmentError"]
 
@@ -47,13 +47,15 @@ class SegmentOptions:
         return 8 if device_type == "cuda" else 1
 
     def check(self) -> None:
-        if self.tile < 8:
-            raise SegmentError("--tile must be at least 8 pixels")
-        if self.halo is not None and self.halo < 0:
-            raise SegmentError("--halo must be >= 0")
-        if self.threshold is not None and not 0 < self.threshold < 1:
-            raise SegmentError("--threshold must be between 0 and 1")
-        if not 0 <= self.deblend_contrast <= 1:
-            raise SegmentError("--deblend-contrast must be between 0 and 1")
+        for name, fine, bounds in (
+                ("tile", self.tile >= 8, "at least 8 pixels"),
+                ("halo", self.halo is None or self.halo >= 0, ">= 0"),
+                ("threshold", self.threshold is None or 0 < self.threshold < 1,
+                 "between 0 and 1"),
+                ("deblend_contrast", 0 <= self.deblend_contrast <= 1, "between 0 and 1")):
+            if not fine:
+                raise option_error(SegmentError, name, f"{{option}} must be {bounds}, got "
+                                   f"{getattr(self, name)}")
         if self.catalogue_format not in TABLE_FORMATS:
-            raise SegmentError(f"--catalogue-format must be one of {', '.join(TABLE_FORMATS)}")
+            raise option_error(SegmentError, "catalogue_format", unknown_choice(
+                "{option}", self.catalogue_format, TABLE_FORMATS))

@@ -23,6 +23,7 @@ import numpy as np
 
 from galcnn.data.atomic import scratch_prefix
 from galcnn.data.fitsio import ImagePlanes
+from galcnn.errors import option_error
 from galcnn.runner.model import LoadedModel, open_model
 from galcnn.stages.segment.options import SegmentError, SegmentOptions
 
@@ -65,9 +66,10 @@ class Segmenter(LoadedModel):
         """The context read around each tile: the receptive radius (or ``requested``, which
         may not be smaller), on the down-sampling grid. Raises SegmentError."""
         if requested is not None and requested < self.radius:
-            raise SegmentError(f"--halo {requested} is smaller than the U-Net's receptive "
-                               f"radius ({self.radius} px): the maps would depend on the tile "
-                               f"size; give at least {self.radius} or leave --halo out")
+            raise option_error(SegmentError, "halo", f"{{option}} {requested} is smaller than "
+                               f"the U-Net's receptive radius ({self.radius} px): the maps "
+                               f"would depend on the tile size; give at least {self.radius} "
+                               "or leave {option} out")
         return _round_up(self.radius if requested is None else requested, self.multiple)
 
 

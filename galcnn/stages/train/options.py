@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from galcnn.choices import CLASS_WEIGHTS, MONITORS, SCHEDULES, SYMMETRIES, TASKS
-from galcnn.errors import GalcnnError
+from galcnn.choices import CLASS_WEIGHTS, MONITORS, SCHEDULES, SYMMETRIES, TASKS, unknown_choice
+from galcnn.errors import GalcnnError, option_error
 from galcnn.models import list_models
 
 __all__ = ["TrainOptions", "TrainError"]
@@ -58,22 +58,23 @@ class TrainOptions:
     def check(self) -> None:
         """Raise :class:`TrainError` for a value no task accepts."""
         if self.task not in TASKS:
-            raise TrainError(f"unknown --task {self.task!r}; choose {', '.join(TASKS)}")
+            raise option_error(TrainError, "task", unknown_choice("{option}", self.task, TASKS))
         allowed = list_models(self.task)
         if self.arch not in ("auto", *allowed):
-            raise TrainError(f"--arch {self.arch} cannot {self.task}; choose "
-                             f"{', '.join(allowed)}")
+            raise option_error(TrainError, "arch", f"{{option}} {self.arch} cannot {self.task}; "
+                               f"choose one of {', '.join(allowed)}")
         for name, value, choices in (("symmetry", self.symmetry, SYMMETRIES),
                                      ("schedule", self.schedule, SCHEDULES),
                                      ("monitor", self.monitor, MONITORS),
-                                     ("class-weights", self.class_weights, CLASS_WEIGHTS)):
+                                     ("class_weights", self.class_weights, CLASS_WEIGHTS)):
             if value not in choices:
-                raise TrainError(f"unknown --{name} {value!r}; choose {', '.join(choices)}")
-        if not 1 <= self.depth <= 6:
-            raise TrainError("--depth must be between 1 and 6")
-        if self.ema_epochs < 0:
-            raise TrainError("--ema-epochs must be >= 0")
-        if self.dist_timeout <= 0:
-            raise TrainError("--dist-timeout must be positive (minutes)")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise TrainError("--epochs, --batch-size and --lr must be positive")
+                raise option_error(TrainError, name, unknown_choice("{option}", value, choices))
+        for name, fine, bounds in (("depth", 1 <= self.depth <= 6, "between 1 and 6"),
+                                   ("ema_epochs", self.ema_epochs >= 0, ">= 0"),
+                                   ("dist_timeout", self.dist_timeout > 0, "positive (minutes)"),
+                                   ("epochs", self.epochs >= 1, "positive"),
+                                   ("batch_size", self.batch_size >= 1, "positive"),
+                                   ("lr", self.lr > 0, "positive")):
+            if not fine:
+                raise option_error(TrainError, name, f"{{option}} must be {bounds}, got "
+                                   f"{getattr(self, name)}")

@@ -81,6 +81,13 @@ class Task:
                  test_set: PreparedDataset):
         self.train_set, self.val_set, self.test_set = train_set, val_set, test_set
         self.cutout_classes = train_set.classes
+        problem = self.unsuitable()
+        if problem:
+            raise TrainError(f"{train_set.path}: {problem}")
+
+    def unsuitable(self) -> str | None:
+        """Why the training split cannot train this task (after the path), or None."""
+        return None
 
     @property
     def classes(self) -> list[str]:
@@ -176,11 +183,10 @@ class ClassifyTask(Task):
     score_name, score_column, any_angle = "macro-F1", "val_macro_f1", True
     loss_name, counts = "cross-entropy", "cutouts"
 
-    def __init__(self, train_set, val_set, test_set):
-        super().__init__(train_set, val_set, test_set)
+    def unsuitable(self) -> str | None:
         if len(self.classes) < 2:
-            raise TrainError(f"{train_set.path}: training needs at least 2 classes, found "
-                             f"{self.classes}")
+            return f"training needs at least 2 classes, found {self.classes}"
+        return None
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.train_set.labels, minlength=len(self.classes))
@@ -229,11 +235,11 @@ class SegmentTask(Task):
     score_name, score_column, any_angle = "mean IoU", "val_mean_iou", False
     loss_name, counts = "cross-entropy + Dice", "pixels"
 
-    def __init__(self, train_set, val_set, test_set):
-        super().__init__(train_set, val_set, test_set)
-        if not train_set.has_masks:
-            raise TrainError(f"{train_set.path}: holds no masks; prepare it with --masks auto "
-                             "or --masks hdu:NAME to train a U-Net")
+    def unsuitable(self) -> str | None:
+        if not self.train_set.has_masks:
+            return ("holds no masks; prepare it with --masks auto or --masks hdu:NAME to train "
+                    "a U-Net")
+        return None
 
     @property
     def classes(self) -> list[str]:

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 from astropy.io import fits
+from click.testing import CliRunner
 
 from galcnn.card import ModelCard
 from galcnn.checkpoint import save_checkpoint
 from galcnn.data.recipe import Preprocess
 from galcnn.data.simulate import simulate_field
 from galcnn.models import create_model
+from galcnn.cli import cli
 from galcnn.stages.segment import SegmentError, SegmentOptions, segment, tiling
 
 from helpers import write_fits
@@ -103,9 +105,18 @@ def test_tiles_never_change_the_maps_of_a_large_three_band_field(sensitive_unet,
 
 def test_a_halo_smaller_than_the_receptive_radius_is_refused(sensitive_unet, three_band_field,
                                                              tmp_path):
-    with pytest.raises(SegmentError, match="smaller than the U-Net's receptive radius"):
+    """Refused before any work, the option named as each caller wrote it: the field in the
+    library, the flag on the command line."""
+    with pytest.raises(SegmentError, match=r"^halo 16 is smaller than the U-Net's receptive "
+                       r"radius \(\d+ px\).*or leave halo out$"):
         segment(sensitive_unet, [three_band_field], str(tmp_path / "s"),
                 SegmentOptions(halo=16))
+    typed = CliRunner().invoke(cli, ["segment", sensitive_unet, three_band_field, "-o",
+                                     str(tmp_path / "s"), "--halo", "16"])
+    assert typed.exit_code == 1
+    assert typed.output.startswith("Error: --halo 16 is smaller than the U-Net's receptive")
+    assert typed.output.rstrip().endswith("or leave --halo out")
+    assert not (tmp_path / "s").exists()
 
 
 @pytest.mark.gpu

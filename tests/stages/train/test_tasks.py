@@ -36,7 +36,7 @@ def test_train_segment_needs_masks(tmp_path):
             options=PrepareOptions(Preprocess(size=(16, 16))), workers=1)
     with pytest.raises(TrainError, match="holds no masks; prepare it with --masks auto"):
         train(plain, str(tmp_path / "run"), TrainOptions(task="segment", epochs=1))
-    with pytest.raises(TrainError, match="--arch unet cannot classify"):
+    with pytest.raises(TrainError, match="arch unet cannot classify"):
         train(plain, str(tmp_path / "run"), TrainOptions(arch="unet", epochs=1))
 
 
