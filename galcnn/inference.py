@@ -19,7 +19,7 @@ from galcnn.models import GroupPooled
 from galcnn.runtime import amp_dtype, autocast, configure_precision, precision_of
 
 __all__ = ["Predictor", "forward", "as_batch", "dataset_logits", "dataset_embeddings",
-           "pixel_confusion"]
+           "refresh_batch_norm", "pixel_confusion"]
 
 
 _NUMPY = {torch.float32: np.float32, torch.long: np.int64}
@@ -134,6 +134,42 @@ def dataset_logits(model: GroupPooled, data: PreparedDataset, device: torch.devi
     if not outputs:
         return np.zeros((0, model.net.num_classes), np.float32), np.zeros(0, np.int64)
     return torch.cat(outputs).cpu().numpy(), np.concatenate(labels)
+
+
+#: Samples that measure batch-norm statistics: enough for stable means and variances, a
+#: small part of an epoch's cost on a large set.
+BATCH_NORM_SAMPLES = 2048
+
+
+@torch.no_grad()
+def refresh_batch_norm(net: torch.nn.Module, data: PreparedDataset, device: torch.device,
+                       dtype: torch.dtype | None = None, batch_size: int = 256,
+                       limit: int = BATCH_NORM_SAMPLES) -> None:
+    """Measure ``net``'s batch-norm statistics afresh on (evenly spaced samples of) ``data``,
+    as the model will see inputs: unaugmented, every other layer in evaluation mode (no
+    dropout, no random numbers drawn).
+
+    Why: the running averages that training keeps mix statistics of weights that have since
+    moved and of augmented inputs (interpolated rotations), and a model validated with them
+    swung between chance and its real accuracy from one epoch to the next (issue 24)."""
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms or len(data) == 0:
+        return
+    was_training = net.training
+    net.eval()
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the batches below
+        norm.train()
+    chosen = np.unique(np.linspace(0, len(data) - 1, min(limit, len(data))).astype(np.int64))
+    for part in np.array_split(chosen, -(-len(chosen) // batch_size)):  # batches alike in size
+        images, _ = data.batch(part)
+        with autocast(device, dtype):
+            net(as_batch(images, device))
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    net.train(was_training)
 
 
 def dataset_embeddings(model: GroupPooled, data: PreparedDataset, device: torch.device,

@@ -7,7 +7,8 @@ import torch
 
 from galcnn.checkpoint import load_model
 from galcnn.data.dataset import PreparedDataset
-from galcnn.inference import Predictor, dataset_logits, forward, pixel_confusion
+from galcnn.inference import (Predictor, dataset_logits, forward, pixel_confusion,
+                              refresh_batch_norm)
 from galcnn.metrics import softmax
 
 CPU = torch.device("cpu")
@@ -68,3 +69,29 @@ def test_pixel_maps_and_confusion(unet, masked):
     assert cm.shape == (6, 6) and cm.sum() == len(data) * 32 * 32 and loss > 0
     np.testing.assert_array_equal(cm.sum(1), np.bincount(
         data.pixel_targets(np.arange(len(data))).ravel(), minlength=6))
+
+
+def test_batch_norm_statistics_are_measured_afresh_on_the_data(classifier, simulated):
+    """Stale running statistics are replaced by the training split's own, measured without
+    augmentation, dropout or a random number drawn; the modules' modes are restored."""
+    net = load_model(classifier).net
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    first = norms[0]
+    with torch.no_grad():
+        for norm in norms:
+            norm.running_mean.fill_(5.0)
+            norm.running_var.fill_(9.0)
+    data = PreparedDataset(simulated, "train")
+    stem = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    with torch.no_grad():  # what the first batch norm sees: the stem's convolution, averaged
+        expected = torch.stack([  # over batches of (nearly) the same size
+            stem(torch.from_numpy(data.batch(part)[0])).mean(dim=(0, 2, 3))
+            for part in np.array_split(np.arange(len(data)), -(-len(data) // 5))]).mean(0)
+    net.train()
+    rng = torch.random.get_rng_state()
+    refresh_batch_norm(net, data, CPU, batch_size=5)
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    assert net.training and all(m.training for m in net.modules())
+    assert first.momentum == 0.1
+    np.testing.assert_allclose(first.running_mean.numpy(), expected.numpy(), atol=1e-4)
+    assert all((norm.running_var < 9.0).all() for norm in norms)

@@ -32,8 +32,8 @@ SECTIONS = [
     ("Network and optimisation", ["width", "depth", "dropout", "symmetry", "mirror_pairs",
                                   "batch_size", "lr", "weight_decay", "schedule",
                                   "warmup_epochs", "label_smoothing", "class_weights",
-                                  "balanced_sampling", "patience", "monitor", "ema_epochs",
-                                  "init_from", "freeze"]),
+                                  "balanced_sampling", "patience", "monitor",
+                                  "refresh_bn", "ema_epochs", "init_from", "freeze"]),
     ("Hardware", ["no_amp", "workers", "dist_timeout"]),
     ("Raw cutouts in --data (prepared into RUN/prepared; as in galcnn prepare)",
      None),
@@ -71,6 +71,10 @@ SECTIONS = [
               help="Most epochs to train.")
 @click.option("--patience", type=click.IntRange(1), default=15, show_default=True,
               help="Stop after this many epochs without improvement.")
+@click.option("--refresh-bn/--running-bn", default=True, show_default=True,
+              help="Before each validation, measure batch-norm statistics afresh on the "
+                   "training split (as the saved model then holds them); --running-bn keeps "
+                   "the running averages of training, with which validation swung widely.")
 @click.option("--ema-epochs", type=click.FloatRange(0), default=0.0,
               show_default=True, help="Validate and keep a moving average of the weights "
                                       "over about this many epochs (0: off).")
@@ -113,9 +117,9 @@ SECTIONS = [
 @overwrite_option("Start again in a run directory that holds a run.")
 @add_options(LABEL_OPTIONS + RECIPE_OPTIONS + SPLIT_OPTIONS)
 def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_pairs, epochs,
-            patience, ema_epochs, monitor, batch_size, lr, weight_decay, schedule, warmup_epochs,
-            label_smoothing, class_weights, balanced_sampling, seed, device, no_amp,
-            workers, init_from, freeze, dist_timeout, resume, overwrite, **data_params):
+            patience, refresh_bn, ema_epochs, monitor, batch_size, lr, weight_decay, schedule,
+            warmup_epochs, label_smoothing, class_weights, balanced_sampling, seed, device,
+            no_amp, workers, init_from, freeze, dist_timeout, resume, overwrite, **data_params):
     """Train a morphology classifier (or a U-Net: --task segment) on prepared or raw cutouts.
 
     \b
@@ -134,8 +138,8 @@ def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_p
         weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
         label_smoothing=label_smoothing, class_weights=class_weights,
         balanced_sampling=balanced_sampling, monitor=monitor, patience=patience, seed=seed,
-        ema_epochs=ema_epochs, device=device, workers=workers, amp=not no_amp,
-        init_from=init_from, freeze=freeze, dist_timeout=dist_timeout)
+        refresh_bn=refresh_bn, ema_epochs=ema_epochs, device=device, workers=workers,
+        amp=not no_amp, init_from=init_from, freeze=freeze, dist_timeout=dist_timeout)
     if resume:  # the run's own options, but those given on this command line
         given = _given_options(click.get_current_context())
         options = run(resumed_options, run_dir,

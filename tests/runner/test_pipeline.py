@@ -13,7 +13,7 @@ from galcnn.runner.pipeline import Batch, InputPipeline, Problem, ReadingOverrid
 from galcnn.stages.evaluate import EvaluateOptions
 from galcnn.stages.explain import ExplainOptions
 from galcnn.stages.predict import PredictOptions
-from tests.helpers import write_fits
+from helpers import write_fits
 
 
 def test_batches_and_problems_come_in_input_order(tmp_path):

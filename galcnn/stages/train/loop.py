@@ -41,6 +41,7 @@ from galcnn.data.atomic import make_directory, make_parent, remove_stale_tempora
 from galcnn.data.dataset import PreparedDataset, is_prepared_dataset
 from galcnn.data.lock import output_lock
 from galcnn.errors import GalcnnError, naming_output
+from galcnn.inference import refresh_batch_norm
 from galcnn.interrupt import Interrupted, StopRequest
 from galcnn.models import count_parameters, model_is_invariant
 from galcnn.models.pooled import GroupPooled
@@ -570,6 +571,8 @@ class _Run:
             sums, torch.tensor([done["seen"]], dtype=sums.dtype).to(self.device)])).tolist()
         if not self.dist.is_main:
             return None, None
+        if self.options.refresh_bn:
+            refresh_batch_norm(self.kept.net, self.task.train_set, self.device, self.dtype)
         val_loss, val_metrics, val_score = self.task.validate(self.kept, self.device,
                                                               self.dtype)
         row = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),

@@ -43,6 +43,9 @@ class TrainOptions:
     monitor: str = "auto"
     """auto: ``macro_f1`` to classify, ``mean_iou`` to segment; or ``loss``."""
     patience: int = 15
+    refresh_bn: bool = True
+    """Measure batch-norm statistics afresh on the training split before each validation
+    (:func:`galcnn.inference.refresh_batch_norm`); False: training's running averages."""
     ema_epochs: float = 0.0
     """Validate and keep an exponential moving average of the weights over about this many
     epochs (0: the weights as trained)."""

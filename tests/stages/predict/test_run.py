@@ -196,3 +196,18 @@ def test_constant_images_are_flagged_and_huge_values_named(classifier, cutouts, 
     assert sorted(os.path.basename(p) for p, _ in result.warnings) == ["flat.fits",
                                                                       "zeros.fits"]
     assert sum(r["status"] == "ok" for r in rows.values()) == 12
+
+
+def test_resume_with_another_shard_is_refused(classifier, cutouts, tmp_path):
+    """A Slurm task resubmitted with another K must not add its rows to shard 1's (it
+    duplicated inputs when the parts were gathered)."""
+    out = tmp_path / "p.csv"
+    predict(classifier, [str(cutouts)], str(out), shard=(1, 2))
+    lines = open(out).read().splitlines(keepends=True)
+    os.rename(out, f"{out}.partial")  # as if killed after two rows
+    open(f"{out}.partial", "w").write("".join(lines[:3]))
+    with pytest.raises(GalcnnError, match=r"other options: shard '1/2' \(now '2/2'\)"):
+        predict(classifier, [str(cutouts)], str(out), shard=(2, 2), resume=True)
+    assert open(f"{out}.partial").read() == "".join(lines[:3])
+    result = predict(classifier, [str(cutouts)], str(out), shard=(1, 2), resume=True)
+    assert result.n_skipped_resume == 2 and result.n_rows == len(lines) - 1

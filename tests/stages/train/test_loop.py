@@ -15,7 +15,7 @@ import torch
 
 from galcnn.checkpoint import load_checkpoint, load_model
 from galcnn.data.dataset import PreparedDataset
-from galcnn.inference import dataset_logits
+from galcnn.inference import dataset_logits, refresh_batch_norm
 from galcnn.interrupt import Interrupted, StopRequest
 from galcnn.stages.prepare import PrepareOptions, prepare
 from galcnn.stages.train import TrainError, TrainHooks, train
@@ -333,3 +333,23 @@ def test_a_set_whose_mirrored_copies_keep_the_old_label_is_refused(cutouts, tmp_
     with pytest.raises(TrainError, match="--mirror-pairs differs from the pairs"):
         train(out, str(tmp_path / "run"), tiny(epochs=1, mirror_pairs=[]))
     assert train(out, str(tmp_path / "run"), tiny(epochs=1)).epochs_run == 1
+
+
+def test_the_saved_model_holds_batch_norm_statistics_measured_on_the_training_split(
+        simulated, tmp_path):
+    """Validation (and so the saved model) uses statistics measured afresh on the training
+    split, not training's running averages; --running-bn keeps those."""
+    def first_norm(run):
+        net = load_model(run).net
+        return next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)), net
+
+    train_set = PreparedDataset(simulated, "train")
+    for refresh in (True, False):
+        run = str(tmp_path / f"run-{refresh}")
+        train(simulated, run, tiny(epochs=1, refresh_bn=refresh))
+        config = json.load(open(os.path.join(run, "config.json")))
+        assert config["options"]["refresh_bn"] is refresh
+        saved, net = first_norm(run)
+        kept = saved.running_mean.clone()
+        refresh_batch_norm(net, train_set, torch.device("cpu"))
+        assert torch.allclose(saved.running_mean, kept, atol=1e-5) is refresh
