@@ -34,7 +34,7 @@ __all__ = ["ReadTask", "Sample", "read_batch", "read_sample", "read_samples", "D
 logger = logging.getLogger("galcnn")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReadTask:
     """One source to read, and the augmentation copies to make of it (training only)."""
 
