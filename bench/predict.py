@@ -139,13 +139,15 @@ def _table_rows(path: str) -> list:
 
 
 def scale(models: dict[str, str], files: list[str], tmp: str, sizes: list[int],
-          batch_size: int, device: str) -> list[dict]:
+          batch_size: int, device: str, commands: tuple[str, ...] = ("embed", "predict")
+          ) -> list[dict]:
     """Peak memory of predict (CSV, then FITS: the final table included) and embed (a FITS
     table of vectors) over ``sizes`` distinct inputs; the largest predict run is also killed
     half-way and resumed."""
     rows = []
     runs = [("embed", "fits", models["embed"]), ("predict", "fits", models["small"]),
             ("predict", "csv", models["small"])]
+    runs = [run for run in runs if run[0] in commands]
     for n in sizes:
         listing = scale_inputs(files, n, tmp)
         for command_name, fmt, model in runs:
@@ -206,6 +208,8 @@ def main() -> None:
                         help="default: predict's own (16 on a CPU, 256 on a GPU)")
     parser.add_argument("--scale", default="1000,100000", help="input counts of the memory runs")
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--scale-commands", default="embed,predict",
+                        help="which commands the memory runs measure")
     parser.add_argument("--skip-throughput", action="store_true",
                         help="memory runs only (their figures hold on a busy machine)")
     args = parser.parse_args()
@@ -224,7 +228,7 @@ def main() -> None:
             small = quick_model(args.data, tmp, "small", width=8)
             report["scale"] = scale({"small": small, "embed": model}, files, tmp,
                                     [int(n) for n in args.scale.split(",")], batch_size,
-                                    args.device)
+                                    args.device, tuple(args.scale_commands.split(",")))
     print(json.dumps(report, indent=2))
 
 
