@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 __all__ = ["GalcnnError", "DiskFull", "is_disk_full", "naming_output", "device_failure",
-           "option_error", "as_typed"]
+           "option_error", "check_bounds", "as_typed"]
 
 
 class GalcnnError(ValueError):
@@ -33,6 +33,16 @@ def option_error(kind: type[GalcnnError], option: str, message: str) -> GalcnnEr
     error = kind(message.replace(OPTION, option))
     error.option, error.template = option, message
     return error
+
+
+def check_bounds(kind: type[GalcnnError], options: object,
+                 checks: tuple[tuple[str, bool, str], ...]) -> None:
+    """Raise :func:`option_error` for the first ``(field, within, bounds)`` of ``checks``
+    whose value is not within its bounds: "FIELD must be BOUNDS, got VALUE"."""
+    for name, within, bounds in checks:
+        if not within:
+            raise option_error(kind, name, f"{{option}} must be {bounds}, got "
+                               f"{getattr(options, name)}")
 
 
 def as_typed(exc: GalcnnError) -> str:

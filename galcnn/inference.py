@@ -163,13 +163,15 @@ def refresh_batch_norm(net: torch.nn.Module, data: PreparedDataset, device: torc
         norm.momentum = None  # a cumulative average over the batches below
         norm.train()
     chosen = np.unique(np.linspace(0, len(data) - 1, min(limit, len(data))).astype(np.int64))
-    for part in np.array_split(chosen, -(-len(chosen) // batch_size)):  # batches alike in size
-        images, _ = data.batch(part)
-        with autocast(device, dtype):
-            net(as_batch(images, device))
-    for norm, momentum in zip(norms, momenta):
-        norm.momentum = momentum
-    net.train(was_training)
+    try:
+        for part in np.array_split(chosen, -(-len(chosen) // batch_size)):  # equal-sized
+            images, _ = data.batch(part)
+            with autocast(device, dtype):
+                net(as_batch(images, device))
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        net.train(was_training)
 
 
 def dataset_embeddings(model: GroupPooled, data: PreparedDataset, device: torch.device,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from galcnn.choices import TABLE_FORMATS, unknown_choice
-from galcnn.errors import GalcnnError, option_error
+from galcnn.errors import GalcnnError, check_bounds, option_error
 
 __all__ = ["SegmentOptions", "SegmentError"]
 
@@ -47,15 +47,11 @@ class SegmentOptions:
         return 8 if device_type == "cuda" else 1
 
     def check(self) -> None:
-        for name, fine, bounds in (
-                ("tile", self.tile >= 8, "at least 8 pixels"),
-                ("halo", self.halo is None or self.halo >= 0, ">= 0"),
-                ("threshold", self.threshold is None or 0 < self.threshold < 1,
-                 "between 0 and 1"),
-                ("deblend_contrast", 0 <= self.deblend_contrast <= 1, "between 0 and 1")):
-            if not fine:
-                raise option_error(SegmentError, name, f"{{option}} must be {bounds}, got "
-                                   f"{getattr(self, name)}")
+        check_bounds(SegmentError, self, (
+            ("tile", self.tile >= 8, "at least 8 pixels"),
+            ("halo", self.halo is None or self.halo >= 0, ">= 0"),
+            ("threshold", self.threshold is None or 0 < self.threshold < 1, "between 0 and 1"),
+            ("deblend_contrast", 0 <= self.deblend_contrast <= 1, "between 0 and 1")))
         if self.catalogue_format not in TABLE_FORMATS:
             raise option_error(SegmentError, "catalogue_format", unknown_choice(
                 "{option}", self.catalogue_format, TABLE_FORMATS))

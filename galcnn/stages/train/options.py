@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from galcnn.choices import CLASS_WEIGHTS, MONITORS, SCHEDULES, SYMMETRIES, TASKS, unknown_choice
-from galcnn.errors import GalcnnError, option_error
+from galcnn.errors import GalcnnError, check_bounds, option_error
 from galcnn.models import list_models
 
 __all__ = ["TrainOptions", "TrainError"]
@@ -72,12 +72,10 @@ class TrainOptions:
                                      ("class_weights", self.class_weights, CLASS_WEIGHTS)):
             if value not in choices:
                 raise option_error(TrainError, name, unknown_choice("{option}", value, choices))
-        for name, fine, bounds in (("depth", 1 <= self.depth <= 6, "between 1 and 6"),
-                                   ("ema_epochs", self.ema_epochs >= 0, ">= 0"),
-                                   ("dist_timeout", self.dist_timeout > 0, "positive (minutes)"),
-                                   ("epochs", self.epochs >= 1, "positive"),
-                                   ("batch_size", self.batch_size >= 1, "positive"),
-                                   ("lr", self.lr > 0, "positive")):
-            if not fine:
-                raise option_error(TrainError, name, f"{{option}} must be {bounds}, got "
-                                   f"{getattr(self, name)}")
+        check_bounds(TrainError, self, (
+            ("depth", 1 <= self.depth <= 6, "between 1 and 6"),
+            ("ema_epochs", self.ema_epochs >= 0, ">= 0"),
+            ("dist_timeout", self.dist_timeout > 0, "positive (minutes)"),
+            ("epochs", self.epochs >= 1, "positive"),
+            ("batch_size", self.batch_size >= 1, "positive"),
+            ("lr", self.lr > 0, "positive")))
