@@ -18,6 +18,11 @@ never seen here). Three experiments, each over one or more seeds:
     python bench/accuracy.py gz1 --seeds 1 --train epochs=20
     python bench/accuracy.py mirabest --split flux --prepare stretch=log --train width=16
 
+``--split-seed S`` draws every seed's test and validation split from ``S``, so seeds differ
+in training only (the training's own spread, without the split's binomial noise);
+``--confident-only`` keeps the sources MiraBest flags confident (the published protocol: train,
+validate and test on them alone).
+
 ``--prepare KEY=VALUE`` sets a recipe field (size, fit, stretch; a stretch parameter as
 stretch.NAME), ``--train KEY=VALUE`` a TrainOptions field. One JSON line per run goes to
 ``--out`` (default bench/accuracy.jsonl) with the recipe, options, time and figures.
@@ -133,10 +138,11 @@ def split_rows(rows: list[dict], how: str, seed: int) -> tuple[list[dict], list[
 
 
 def run_once(name: str, how: str, seed: int, recipe: Preprocess, train_settings: dict,
-             rows: list[dict], keep: str | None) -> dict:
+             rows: list[dict], keep: str | None, split_seed: int | None = None) -> dict:
     work = tempfile.mkdtemp(prefix="galcnn-accuracy-")
+    split_seed = seed if split_seed is None else split_seed
     try:
-        fit_rows, test_rows = split_rows(rows, how, seed)
+        fit_rows, test_rows = split_rows(rows, how, split_seed)
         labels = os.path.join(work, "fit.csv")
         write_labels(fit_rows, labels)
         listing = os.path.join(work, "fit.list")
@@ -146,12 +152,14 @@ def run_once(name: str, how: str, seed: int, recipe: Preprocess, train_settings:
         val_fraction = 0.15 / 0.85 if how == "random" else 0.15
         prepare(["@" + listing], os.path.join(work, "prepared"), labels=labels,
                 id_column="file", label_column="label", classes=CLASSES[name],
-                options=PrepareOptions(preprocess=recipe, val_fraction=val_fraction, seed=seed))
+                options=PrepareOptions(preprocess=recipe, val_fraction=val_fraction,
+                                       seed=split_seed))
         options = replace(TrainOptions(seed=seed), **train_settings)
         result = train(os.path.join(work, "prepared"), os.path.join(work, "run"), options)
         elapsed = time.monotonic() - started
         model = os.path.join(work, "run", "best.pt")
-        record = {"set": name, "split": how, "seed": seed, "recipe": recipe.to_dict(),
+        record = {"set": name, "split": how, "seed": seed, "split_seed": split_seed,
+                  "recipe": recipe.to_dict(),
                   "train": train_settings, "elapsed_s": round(elapsed, 1),
                   "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                   "val": {k: result.metrics.get(k) for k in
@@ -160,8 +168,11 @@ def run_once(name: str, how: str, seed: int, recipe: Preprocess, train_settings:
         if how in ("flux", "faint"):
             record["test_quarters"] = quarter_accuracy(model, test_rows, work)
         if keep:
-            shutil.copytree(os.path.join(work, "run"), os.path.join(keep, f"{how}-{seed}"),
-                            ignore=shutil.ignore_patterns("prepared"), dirs_exist_ok=True)
+            target = os.path.join(keep, f"{how}-{seed}")
+            shutil.copytree(os.path.join(work, "run"), target, dirs_exist_ok=True)
+            shutil.copytree(os.path.join(work, "prepared"), os.path.join(target, "data"),
+                            dirs_exist_ok=True)
+            write_labels(test_rows, os.path.join(target, "test.csv"))
         return record
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -192,6 +203,10 @@ def main() -> None:
     parser.add_argument("set", choices=sorted(CLASSES))
     parser.add_argument("--split", choices=["random", "flux", "faint", "both"], default="random")
     parser.add_argument("--seeds", default="1")
+    parser.add_argument("--split-seed", type=int,
+                        help="one test and validation split for every seed")
+    parser.add_argument("--confident-only", action="store_true",
+                        help="MiraBest: confident sources only (the published protocol)")
     parser.add_argument("--prepare", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--label", default="", help="a name for this variant in the output")
@@ -206,12 +221,15 @@ def main() -> None:
         sys.exit(f"unknown TrainOptions fields: {', '.join(sorted(unknown))}")
     recipe = recipe_from(parse_settings(args.prepare))
     rows = read_table(args.set)
+    if args.confident_only:
+        rows = [row for row in rows if row.get("confident") == "1"]
     splits = ["random", "flux"] if args.split == "both" else [args.split]
     records = []
     for how in splits:
         for seed in (int(s) for s in args.seeds.split(",")):
-            record = run_once(args.set, how, seed, recipe, train_settings, rows, args.keep)
-            record.update(label=args.label, machine=platform.machine(), cpus=os.cpu_count())
+            record = run_once(args.set, how, seed, recipe, train_settings, rows, args.keep,
+                              args.split_seed)
+            record.update(label=args.label, confident_only=args.confident_only, machine=platform.machine(), cpus=os.cpu_count())
             records.append(record)
             with open(args.out, "a") as handle:
                 handle.write(json.dumps(record) + "\n")

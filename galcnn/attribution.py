@@ -39,9 +39,15 @@ def _class_logits(model: GroupPooled, x: torch.Tensor, target: torch.Tensor) -> 
 
 
 def grad_cam(model: GroupPooled, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM maps ``(n, y, x)`` of class ``target[i]`` for each input ``x[i]``."""
+    """Grad-CAM maps ``(n, y, x)`` of class ``target[i]`` for each input ``x[i]``; an
+    ensemble's is the mean of its members' maps, each from its own features."""
     if model.dense:
         raise ValueError("attribution maps are for classifiers")
+    members = model.members
+    return sum(_member_cam(member, x, target) for member in members) / len(members)
+
+
+def _member_cam(model: GroupPooled, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     captured: list[torch.Tensor] = []
 
     def keep(_module, _inputs, output):

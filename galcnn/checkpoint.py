@@ -21,13 +21,16 @@ import torch
 from galcnn.card import ModelCard
 from galcnn.data.atomic import atomic_output
 from galcnn.errors import GalcnnError
-from galcnn.models import GroupPooled, create_model
+from galcnn.models import Ensemble, GroupPooled, create_model
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "read_checkpoint",
            "load_model", "model_of", "build_model", "resolve_checkpoint", "file_checksum"]
 
 CHECKPOINT_FORMAT = "galcnn-checkpoint"
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3
+"""3: an ensemble's other members under ``members`` (a galcnn that reads only 2 would run
+its first member alone, so it must refuse it); a checkpoint of one model is still written
+as 2."""
 
 
 class CheckpointError(GalcnnError):
@@ -48,9 +51,11 @@ def resolve_checkpoint(path: str) -> str:
 
 
 def save_checkpoint(path: str, card: ModelCard, weights: dict, **state) -> None:
-    """Write ``card``, the network ``weights`` and any resume ``state`` atomically."""
+    """Write ``card``, the network ``weights`` and any resume ``state`` atomically; an
+    ensemble's other members' weights go in ``members`` (a list)."""
     buffer = io.BytesIO()  # torch.save on a full disk says only "basic_ios::clear"
-    torch.save({"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
+    version = CHECKPOINT_VERSION if state.get("members") else 2
+    torch.save({"format": CHECKPOINT_FORMAT, "format_version": version,
                 "card": card.to_dict(), "model": weights, **state}, buffer)
     with atomic_output(path) as tmp, open(tmp, "wb") as handle:
         handle.write(buffer.getbuffer())
@@ -104,6 +109,10 @@ def _loaded(path: str, content: io.BytesIO, map_location) -> dict:
                               f"incomplete: {type(exc).__name__} {exc})") from None
     if not isinstance(state.get("model"), dict):
         raise CheckpointError(f"{path}: damaged galcnn checkpoint (no weights)")
+    members = state.get("members", [])
+    if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+        raise CheckpointError(f"{path}: damaged galcnn checkpoint (its ensemble's members "
+                              "are not weights)")
     return state
 
 
@@ -155,11 +164,22 @@ def load_model(path: str, device: str | torch.device = "cpu") -> GroupPooled:
 
 
 def model_of(state: dict, path: str) -> GroupPooled:
-    """The model a loaded checkpoint holds (its card checked against its weights first)."""
-    _check_fits(state["card"], state["model"], resolve_checkpoint(path))
+    """The model a loaded checkpoint holds (its card checked against its weights first): an
+    :class:`~galcnn.models.Ensemble` when it holds several members."""
+    members = [_member(state["card"], weights, path)
+               for weights in [state["model"], *state.get("members", [])]]
+    if len(members) == 1:
+        return members[0]
+    model = Ensemble(members)
+    model.card = state["card"]
+    return model
+
+
+def _member(card: ModelCard, weights: dict, path: str) -> GroupPooled:
+    _check_fits(card, weights, resolve_checkpoint(path))
     try:
-        model = build_model(state["card"])
-        model.net.load_state_dict(state["model"])
+        model = build_model(card)
+        model.net.load_state_dict(weights)
     except (TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{resolve_checkpoint(path)}: damaged galcnn checkpoint (weights "

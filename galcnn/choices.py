@@ -18,6 +18,8 @@ TASKS = ("classify", "segment")
 SCHEDULES = ("cosine", "onecycle")
 MONITORS = ("auto", "macro_f1", "mean_iou", "loss")
 CLASS_WEIGHTS = ("auto", "none")
+TRAIN_PRESETS = ("cpu", "gpu")
+"""Named sets of training options (:mod:`galcnn.stages.train.presets`)."""
 ARCHITECTURES = ("resnet", "cnn", "gcnn", "unet")
 """galcnn's own architectures (others may be registered: :mod:`galcnn.models.registry`),
 named here so that the command line knows them without importing the networks."""

@@ -41,10 +41,14 @@ def as_batch(images: np.ndarray | torch.Tensor, device: torch.device,
 
 
 def forward(model: GroupPooled, x: torch.Tensor, dtype: torch.dtype | None = None, *,
-            per_element: bool = False) -> torch.Tensor:
-    """Pooled logits (or every group copy's, ``per_element``) as float32, no autograd."""
+            per_element: bool = False, per_member: bool = False) -> torch.Tensor:
+    """Pooled logits as float32, no autograd; or every group copy's (``per_element``: of
+    every member too) or every ensemble member's (``per_member``), stacked first."""
     with torch.inference_mode(), autocast(x.device, dtype):
-        logits = model.per_element(x) if per_element else model(x)
+        if per_element:
+            logits = model.per_element(x)
+        else:
+            logits = model.per_member(x) if per_member else model(x)
     return logits.float()
 
 
@@ -82,23 +86,18 @@ class Predictor:
         """Calibrated beliefs ``softmax(pooled logits / temperature)`` and the spread.
 
         The beliefs are the validated model's whatever is asked. The spread is the standard
-        deviation of the winning class's belief across the group's copies (``spread``) and
-        Monte-Carlo dropout samples; NaN when there is neither.
+        deviation of the winning class's belief across an ensemble's members, the group's
+        copies (``spread``) and Monte-Carlo dropout samples: how much they disagree; NaN
+        when there is none of them.
         """
         x = as_batch(images, self.device)
         temperature = float(self.card.temperature)
         pooled, copies = [], []
         for _ in range(max(1, self.mc_dropout)):
-            if spread:
-                per_element = forward(self.model, x, self.dtype, per_element=True)
-                logits = per_element.mean(0)
-                copies.append(torch.softmax(per_element / temperature, dim=-1))
-            else:
-                logits = forward(self.model, x, self.dtype)
-            probs = torch.softmax(logits / temperature, dim=-1)
-            pooled.append(probs)
-            if not spread:
-                copies.append(probs[None])
+            outputs = forward(self.model, x, self.dtype, per_element=spread, per_member=True)
+            logits = outputs.mean(0)
+            copies.append(torch.softmax(outputs / temperature, dim=-1))
+            pooled.append(torch.softmax(logits / temperature, dim=-1))
         mean = torch.stack(pooled).mean(0)
         samples = torch.cat(copies)
         if samples.shape[0] > 1:

@@ -10,8 +10,8 @@ from galcnn.models import GroupPooled, create_model
 from galcnn.models.symmetry import apply_element, elements_of
 
 
-def _model(arch="resnet", group="rot90"):
-    torch.manual_seed(0)
+def _model(arch="resnet", group="rot90", seed=0):
+    torch.manual_seed(seed)
     net = create_model(arch, n_bands=1, n_classes=3, size=(24, 24), width=8)
     with torch.no_grad():  # positive evidence for every class: Grad-CAM keeps the positive part
         net.head[-1].weight.abs_()
@@ -47,3 +47,14 @@ def test_the_model_is_left_as_it_was():
     integrated_gradients(model, torch.randn(1, 1, 24, 24), torch.tensor([0]), steps=4)
     assert all(p.grad is None for p in model.parameters()) and not model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_an_ensembles_grad_cam_is_the_mean_of_its_members_maps():
+    from galcnn.models import Ensemble
+
+    members = [_model(seed=0), _model(seed=1)]
+    x, target = torch.randn(2, 1, 24, 24), torch.tensor([0, 2])
+    own = [grad_cam(member, x, target) for member in members]
+    assert not torch.allclose(own[0], own[1])
+    torch.testing.assert_close(grad_cam(Ensemble(members).eval(), x, target),
+                               (own[0] + own[1]) / 2)

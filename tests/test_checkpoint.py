@@ -135,3 +135,41 @@ def test_a_compressed_record_is_refused_unread(tmp_path):
         load_checkpoint(packed)
     assert str(raised.value).startswith(f"{packed}: not a galcnn checkpoint (it holds "
                                         "compressed records, which torch.save never writes: ")
+
+
+def test_an_ensemble_checkpoint_holds_every_member_and_old_readers_refuse_it(tmp_path):
+    from galcnn.models import Ensemble
+
+    nets = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        nets.append(create_model("cnn", n_bands=1, n_classes=2, size=(16, 16), width=8))
+    path = str(tmp_path / "best.pt")
+    save_checkpoint(path, _card(), nets[0].state_dict(),
+                    members=[net.state_dict() for net in nets[1:]])
+    model = load_model(path)
+    assert isinstance(model, Ensemble) and len(model.members) == 3 and model.card == _card()
+    x = torch.randn(4, 1, 16, 16)
+    with torch.no_grad():
+        expected = torch.stack([net.eval()(x) for net in nets]).mean(0)
+        torch.testing.assert_close(model(x), expected)
+    assert torch.load(path, weights_only=True)["format_version"] == 3  # galcnn <= 0.x: refused
+    single = str(tmp_path / "single.pt")
+    save_checkpoint(single, _card(), nets[0].state_dict())
+    assert torch.load(single, weights_only=True)["format_version"] == 2
+    assert isinstance(load_model(single), GroupPooled) and not isinstance(load_model(single),
+                                                                          Ensemble)
+
+
+def test_an_ensemble_member_that_does_not_fit_the_card_is_named(tmp_path):
+    net = create_model("cnn", n_bands=1, n_classes=2, size=(16, 16), width=8)
+    other = create_model("cnn", n_bands=3, n_classes=2, size=(16, 16), width=8)
+    path = str(tmp_path / "bad.pt")
+    save_checkpoint(path, _card(), net.state_dict(), members=[other.state_dict()])
+    with pytest.raises(CheckpointError, match="weights do not fit its card"):
+        load_model(path)
+    torch.save({"format": "galcnn-checkpoint", "format_version": 3,
+                "card": _card().to_dict(), "model": net.state_dict(), "members": "x"},
+               str(tmp_path / "odd.pt"))
+    with pytest.raises(CheckpointError, match="ensemble's members are not weights"):
+        load_model(str(tmp_path / "odd.pt"))

@@ -42,6 +42,28 @@ def test_the_spread_adds_a_column_and_leaves_the_beliefs(classifier, simulated):
                                atol=1e-6)
 
 
+def test_an_ensembles_spread_is_its_members_disagreement(classifier, simulated):
+    from galcnn.models import Ensemble
+
+    members = [load_model(classifier) for _ in range(2)]
+    with torch.no_grad():  # a second member that differs from the first
+        for parameter in members[1].net.parameters():
+            parameter.mul_(1.5)
+    ensemble = Ensemble(members).eval()
+    ensemble.card = members[0].card
+    images, _ = PreparedDataset(simulated, "val").batch(np.arange(6))
+    beliefs, spread = Predictor(ensemble, CPU).beliefs(images)
+    x = torch.from_numpy(images)
+    own = np.stack([softmax(forward(m, x).numpy(), ensemble.card.temperature)
+                    for m in members])
+    mean_logits = np.mean([forward(m, x).numpy() for m in members], axis=0)
+    np.testing.assert_allclose(beliefs, softmax(mean_logits, ensemble.card.temperature),
+                               atol=1e-6)
+    winner = beliefs.argmax(1)
+    np.testing.assert_allclose(spread, own[:, np.arange(6), winner].std(0, ddof=1), atol=1e-6)
+    assert (spread > 0).all()
+
+
 def test_mc_dropout_samples_vary_and_average(classifier, simulated):
     images, _ = PreparedDataset(simulated, "val").batch(np.arange(4))
     torch.manual_seed(0)

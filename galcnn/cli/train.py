@@ -11,7 +11,8 @@ from dataclasses import fields
 
 import click
 
-from galcnn.choices import CLASS_WEIGHTS, MONITORS, SCHEDULES, SYMMETRIES, TASKS
+from galcnn.choices import (CLASS_WEIGHTS, MONITORS, SCHEDULES, SYMMETRIES, TASKS,
+                            TRAIN_PRESETS)
 from galcnn.cli.main import command_line, run, stderr, stdout
 from galcnn.cli.options import (LABEL_OPTIONS, RECIPE_OPTIONS, SPLIT_OPTIONS, ArchitectureChoice,
                                 add_options, batch_size_option, device_option, label_kwargs,
@@ -27,8 +28,8 @@ logger = logging.getLogger("galcnn")
 
 #: train --help: the options most runs set first, then the finer ones, then raw data's.
 SECTIONS = [
-    ("Run", ["data", "run_dir", "task", "arch", "epochs", "resume", "overwrite", "device",
-             "seed"]),
+    ("Run", ["data", "run_dir", "task", "arch", "epochs", "ensemble", "preset", "resume",
+             "overwrite", "device", "seed"]),
     ("Network and optimisation", ["width", "depth", "dropout", "symmetry", "mirror_pairs",
                                   "batch_size", "lr", "weight_decay", "schedule",
                                   "warmup_epochs", "label_smoothing", "class_weights",
@@ -69,6 +70,15 @@ SECTIONS = [
 @mirror_pairs_option
 @click.option("--epochs", type=click.IntRange(1), default=50, show_default=True,
               help="Most epochs to train.")
+@click.option("--ensemble", type=click.IntRange(1, 32), default=1, show_default=True,
+              metavar="N",
+              help="Train N members (seeds SEED, SEED+1, ...) into one checkpoint: every "
+                   "command runs their average, and the spread column says how much they "
+                   "disagree. N times the training time.")
+@click.option("--preset", type=click.Choice(TRAIN_PRESETS), default=None,
+              help="Options for the hardware: gpu = --width 64 --ensemble 5 --epochs 100 "
+                   "--patience 30 --batch-size 128 (options given here win); cpu: the "
+                   "defaults.")
 @click.option("--patience", type=click.IntRange(1), default=15, show_default=True,
               help="Stop after this many epochs without improvement.")
 @click.option("--refresh-bn/--running-bn", default=True, show_default=True,
@@ -117,7 +127,7 @@ SECTIONS = [
 @overwrite_option("Start again in a run directory that holds a run.")
 @add_options(LABEL_OPTIONS + RECIPE_OPTIONS + SPLIT_OPTIONS)
 def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_pairs, epochs,
-            patience, refresh_bn, ema_epochs, monitor, batch_size, lr, weight_decay, schedule,
+            ensemble, preset, patience, refresh_bn, ema_epochs, monitor, batch_size, lr, weight_decay, schedule,
             warmup_epochs, label_smoothing, class_weights, balanced_sampling, seed, device,
             no_amp, workers, init_from, freeze, dist_timeout, resume, overwrite, **data_params):
     """Train a morphology classifier (or a U-Net: --task segment) on prepared or raw cutouts.
@@ -126,11 +136,13 @@ def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_p
     Examples:
       galcnn train --data prepared/sim --out runs/sim --epochs 5
       galcnn train --data cutouts/ --out run/
+      galcnn train --data prepared/mirabest --out runs/mb --ensemble 3
       galcnn train --data prepared/sim-masks --out runs/unet --task segment
       torchrun --nproc_per_node 4 -m galcnn train --data prepared/gz1 --out runs/gz1
     """
     from galcnn.distributed import distributed_from_env
     from galcnn.stages.train import TASK_TYPES, TrainHooks, TrainOptions, resumed_options, train
+    from galcnn.stages.train.presets import with_preset
 
     options = TrainOptions(
         task=task, arch=arch, width=width, depth=depth, dropout=dropout, symmetry=symmetry,
@@ -139,7 +151,10 @@ def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_p
         label_smoothing=label_smoothing, class_weights=class_weights,
         balanced_sampling=balanced_sampling, monitor=monitor, patience=patience, seed=seed,
         refresh_bn=refresh_bn, ema_epochs=ema_epochs, device=device, workers=workers,
-        amp=not no_amp, init_from=init_from, freeze=freeze, dist_timeout=dist_timeout)
+        amp=not no_amp, init_from=init_from, freeze=freeze, dist_timeout=dist_timeout,
+        ensemble=ensemble)
+    if preset and not resume:
+        options = with_preset(options, preset, set(_given_options(click.get_current_context())))
     if resume:  # the run's own options, but those given on this command line
         given = _given_options(click.get_current_context())
         options = run(resumed_options, run_dir,
@@ -241,15 +256,27 @@ def _report(result) -> None:
         more = "" if result.stopped_early else " (a larger --epochs trains on)"
         out.print(f"{result.run_dir} is already complete: {result.epochs_run} epoch(s){stop}, "
                   f"best epoch {result.best_epoch}; nothing to resume{more}", markup=False)
+    elif result.members:
+        out.print(f"Trained an ensemble of {len(result.members)} ({result.epochs_run} epochs in "
+                  f"all) in {result.elapsed_s / 60:.1f} min, saved to {result.run_dir}/best.pt",
+                  markup=False)
+        for k, member in enumerate(metrics.get("ensemble", []), start=1):
+            out.print(f"  member {k} (seed {member['seed']}): best epoch "
+                      f"{member['best_epoch']} of {member['epochs_run']}, accuracy "
+                      f"{member['accuracy']:.3f}", markup=False)
     else:
         out.print(f"Trained {result.epochs_run} epoch(s){stop} in "
                   f"{result.elapsed_s / 60:.1f} min; best epoch {result.best_epoch}, saved to "
                   f"{result.run_dir}/best.pt", markup=False)
     if "mean_iou" in metrics:
-        out.print(pixel_metrics_table(metrics, "Validation split, best epoch (pixels)"))
+        out.print(pixel_metrics_table(metrics, "Validation split, ensemble (pixels)"
+                                      if result.members else
+                                      "Validation split, best epoch (pixels)"))
         out.print(f"pixel accuracy {metrics['accuracy']:.3f}   mean IoU {metrics['mean_iou']:.3f}")
         return
-    out.print(class_metrics_table(metrics, "Validation split, best epoch"))
+    title = (f"Validation split, ensemble of {len(result.members)}" if result.members
+             else "Validation split, best epoch")
+    out.print(class_metrics_table(metrics, title))
     calibration = metrics.get("calibration", {})
     if calibration.get("fitted", True):
         ece = (f"ECE {metrics['ece_before']:.3f} -> {metrics['ece_after']:.3f} after "

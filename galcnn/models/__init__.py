@@ -5,15 +5,17 @@
 :mod:`galcnn.models.classifiers`), ``gcnn`` (a classifier invariant to rotations and
 reflections by construction, :mod:`galcnn.models.equivariant`) and ``unet`` (segmentation,
 :mod:`galcnn.models.unet`).
-:class:`GroupPooled` averages a network over a symmetry group (:mod:`galcnn.models.symmetry`).
+:class:`GroupPooled` averages a network over a symmetry group (:mod:`galcnn.models.symmetry`);
+:class:`Ensemble` averages several trained ones.
 """
 
 from galcnn.models import classifiers, equivariant, unet  # noqa: F401  (register them)
+from galcnn.models.ensemble import Ensemble
 from galcnn.models.pooled import GroupPooled
 from galcnn.models.registry import (Network, create_model, list_models, model_is_invariant,
                                     model_task, register_model)
 
-__all__ = ["Network", "GroupPooled", "create_model", "list_models", "model_task",
+__all__ = ["Network", "GroupPooled", "Ensemble", "create_model", "list_models", "model_task",
            "model_is_invariant", "register_model", "count_parameters"]
 
 

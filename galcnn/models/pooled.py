@@ -45,6 +45,15 @@ class GroupPooled(nn.Module):
             else self
 
     @property
+    def members(self) -> list["GroupPooled"]:
+        """The trained networks this model averages: itself (an ensemble has several)."""
+        return [self]
+
+    def per_member(self, x: torch.Tensor) -> torch.Tensor:
+        """Each member's pooled logits, ``(members, batch, ...)``: one member here."""
+        return self(x)[None]
+
+    @property
     def dense(self) -> bool:
         """Per-pixel outputs (a segmentation network)."""
         return self.net.task == "segment"

@@ -16,7 +16,7 @@ from galcnn.card import ModelCard
 from galcnn.checkpoint import CheckpointError, model_of, read_checkpoint, resolve_checkpoint
 from galcnn.errors import GalcnnError
 from galcnn.inference import Predictor
-from galcnn.models import GroupPooled
+from galcnn.models import Ensemble, GroupPooled
 from galcnn.runtime import precision_of, select_device
 
 __all__ = ["LoadedModel", "open_model", "NEEDS", "RunError"]
@@ -81,9 +81,10 @@ def open_model(path: str, task: str, command: str, *, device: str = "auto", amp:
             raise
         raise error(str(exc)) from None
     if not pooled:
-        model = GroupPooled(model.net)
+        bare = [GroupPooled(member.net) for member in model.members]
+        model = bare[0] if len(bare) == 1 else Ensemble(bare)
         model.card = card
-    extras = {k: v for k, v in state.items() if k not in ("card", "model", "format",
+    extras = {k: v for k, v in state.items() if k not in ("card", "model", "members", "format",
                                                          "format_version")}
     predictor = Predictor(model, torch_device, amp=amp, mc_dropout=mc_dropout)
     return LoadedModel(resolve_checkpoint(path), checksum, predictor, extras)

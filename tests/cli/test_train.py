@@ -138,3 +138,45 @@ def test_a_ctrl_c_while_the_run_finishes_is_said_honestly(tmp_path, monkeypatch)
     assert ("galcnn train: Ctrl-C came after the last epoch: the run was finished, every "
             "output is complete") in result.output
     assert (run / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+def test_an_ensemble_is_trained_reported_and_predicted_with_its_disagreement(tmp_path):
+    import csv
+
+    from galcnn.cli import cli as galcnn
+
+    run = tmp_path / "run"
+    data = os.path.join(SAMPLE_DATA, "simulated")
+    result = CliRunner().invoke(galcnn, ["train", "--data", data, "--out", str(run),
+                                         "--epochs", "1", "--ensemble", "2", "--seed", "3",
+                                         *TINY])
+    assert result.exit_code == 0, result.output
+    assert "Trained an ensemble of 2 (2 epochs in all)" in result.output
+    assert "member 1 (seed 3): best epoch 1 of 1" in result.output
+    assert "member 2 (seed 4)" in result.output and "Validation split, ensemble of 2" \
+        in result.output
+    out = tmp_path / "beliefs.csv"
+    result = CliRunner().invoke(galcnn, ["predict", str(run), os.path.join(data, "elliptical"),
+                                         "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(out)))
+    assert len(rows) == 30 and all(float(row["spread"]) >= 0 for row in rows)
+    assert any(float(row["spread"]) > 0 for row in rows)  # the members disagree somewhere
+
+
+@pytest.mark.slow
+def test_a_preset_fills_what_the_command_line_leaves(tmp_path):
+    run = tmp_path / "run"
+    data = os.path.join(SAMPLE_DATA, "simulated", "elliptical")
+    other = os.path.join(SAMPLE_DATA, "simulated", "edge_on")
+    raw = tmp_path / "raw"
+    shutil.copytree(data, raw / "elliptical")
+    shutil.copytree(other, raw / "edge_on")
+    result = CliRunner().invoke(cli, ["train", "--data", str(raw), "--out", str(run),
+                                      "--preset", "gpu", "--epochs", "1", "--ensemble", "1",
+                                      "--width", "8", "--size", "32"])
+    assert result.exit_code == 0, result.output
+    options = json.load(open(run / "config.json"))["options"]
+    assert (options["epochs"], options["ensemble"], options["width"]) == (1, 1, 8)  # given
+    assert (options["batch_size"], options["patience"]) == (128, 30)  # the preset's

@@ -5,10 +5,12 @@
 ``sampling``  batches from memory-mapped shards; class weights and balanced sampling
 ``finetune``  starting from another checkpoint
 ``run_dir``   config, per-epoch metrics, final metrics and plots
-``loop``      :func:`train`, the task-neutral loop: checkpoints, resume, DDP, early stopping
+``loop``      one run: the task-neutral loop: checkpoints, resume, DDP, early stopping
+``ensemble``  :func:`train`: one run, or an ensemble of them put together into one checkpoint
 """
 
-from galcnn.stages.train.loop import TrainHooks, TrainResult, resumed_options, train
+from galcnn.stages.train.ensemble import train
+from galcnn.stages.train.loop import TrainHooks, TrainResult, resumed_options
 from galcnn.stages.train.options import TrainError, TrainOptions
 from galcnn.stages.train.sampling import class_weights_for
 from galcnn.stages.train.tasks import TASK_TYPES

@@ -60,7 +60,8 @@ from galcnn.stages.train.run_dir import (check_run_dir, write_config, write_hist
 from galcnn.stages.train.sampling import class_weights_for, make_loader
 from galcnn.stages.train.tasks import Task, make_task
 
-__all__ = ["train", "TrainHooks", "TrainResult"]
+__all__ = ["train", "TrainHooks", "TrainResult", "resumed_options", "recorded_metrics",
+           "splits"]
 
 logger = logging.getLogger("galcnn")
 
@@ -77,6 +78,8 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     already_complete: bool = False
     """``resume`` found the run finished: nothing was trained or rewritten."""
+    members: list["TrainResult"] = field(default_factory=list)
+    """An ensemble's members' own results (:mod:`galcnn.stages.train.ensemble`)."""
 
 
 def resumed_options(run_dir: str, changes: dict | None = None) -> TrainOptions:
@@ -85,6 +88,8 @@ def resumed_options(run_dir: str, changes: dict | None = None) -> TrainOptions:
     change of options changes. Defaults when there is no run to read (``train`` then says
     there is nothing to resume)."""
     last = os.path.join(run_dir, "last.pt")
+    if not os.path.isfile(last):  # an ensemble's: its first member's (the ensemble's seed)
+        last = os.path.join(run_dir, "members", "1", "last.pt")
     if not os.path.isfile(last):
         return TrainOptions(**(changes or {}))
     recorded = load_checkpoint(last)["card"].training.get("options", {})
@@ -99,7 +104,7 @@ def resumed_options(run_dir: str, changes: dict | None = None) -> TrainOptions:
     return replace(base, **changed)
 
 
-def _recorded_metrics(run_dir: str) -> dict:
+def recorded_metrics(run_dir: str) -> dict:
     """The metrics.json of a finished run."""
     with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as handle:
         return json.load(handle)
@@ -155,7 +160,7 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
             run.fit(hooks.on_epoch_end, hooks.progress, hooks.stop)
             if not dist_info.is_main:
                 return None
-            metrics = (_recorded_metrics(run_dir) if finished else run.finish())
+            metrics = (recorded_metrics(run_dir) if finished else run.finish())
             trainer = run.trainer
             return TrainResult(run_dir=run_dir, classes=run.task.classes,
                                epochs_run=trainer["epoch"] + 1, best_epoch=trainer["best_epoch"],
@@ -235,7 +240,7 @@ def _peer_failure_text(dist_info: Distributed, last_path: str) -> str:
             f"stopped or stopped answering; {kept}")
 
 
-def _splits(data_path: str) -> tuple[PreparedDataset, PreparedDataset, PreparedDataset]:
+def splits(data_path: str) -> tuple[PreparedDataset, PreparedDataset, PreparedDataset]:
     """The prepared set's train, validation and test splits (validation falls back to the
     training set, said in the log)."""
     try:
@@ -320,7 +325,7 @@ class _Run:
                  dist_info: Distributed, device: torch.device, command: str | None, *,
                  fine_tune: bool = True):
         self.run_dir, self.dist, self.device = run_dir, dist_info, device
-        train_set, val_set, test_set = _splits(data_path)
+        train_set, val_set, test_set = splits(data_path)
         self.task: Task = make_task(options.task, train_set, val_set, test_set)
         self.options = options = self.task.resolve(options)
         self.card = self._card(options, train_set, val_set, data_path)

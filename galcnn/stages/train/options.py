@@ -49,6 +49,9 @@ class TrainOptions:
     ema_epochs: float = 0.0
     """Validate and keep an exponential moving average of the weights over about this many
     epochs (0: the weights as trained)."""
+    ensemble: int = 1
+    """Members trained with seeds ``seed``, ``seed + 1``, ... and run as one model
+    (:mod:`galcnn.stages.train.ensemble`)."""
     seed: int = 0
     device: str = "auto"
     workers: int | None = None
@@ -75,6 +78,7 @@ class TrainOptions:
         check_bounds(TrainError, self, (
             ("depth", 1 <= self.depth <= 6, "between 1 and 6"),
             ("ema_epochs", self.ema_epochs >= 0, ">= 0"),
+            ("ensemble", 1 <= self.ensemble <= 32, "between 1 and 32"),
             ("dist_timeout", self.dist_timeout > 0, "positive (minutes)"),
             ("epochs", self.epochs >= 1, "positive"),
             ("batch_size", self.batch_size >= 1, "positive"),
