@@ -20,7 +20,8 @@ never seen here). Three experiments, each over one or more seeds:
 
 ``--split-seed S`` draws every seed's test and validation split from ``S``, so seeds differ
 in training only (the training's own spread, without the split's binomial noise);
-``--confident-only`` keeps the sources MiraBest flags confident (the published protocol: train,
+``--weight-map 0=0.5`` weights the loss by MiraBest's ``confident`` column (uncertain sources
+count half); ``--confident-only`` keeps the sources MiraBest flags confident (the published protocol: train,
 validate and test on them alone).
 
 ``--prepare KEY=VALUE`` sets a recipe field (size, fit, stretch; a stretch parameter as
@@ -68,6 +69,10 @@ def read_table(name: str) -> list[dict]:
     return rows
 
 
+def parse_weight_map(text: str) -> dict[str, float]:
+    return {k: float(v) for k, _, v in (item.partition("=") for item in text.split(","))}
+
+
 def parse_settings(pairs: list[str]) -> dict:
     settings = {}
     for pair in pairs:
@@ -92,9 +97,9 @@ def recipe_from(settings: dict) -> Preprocess:
 def write_labels(rows: list[dict], path: str) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["file", "label"])
+        writer.writerow(["file", "label", "confident"])
         for row in rows:
-            writer.writerow([row["path"], row["label"]])
+            writer.writerow([row["path"], row["label"], row.get("confident", "")])
 
 
 def score(model: str, rows: list[dict], work: str, name: str) -> dict:
@@ -138,7 +143,8 @@ def split_rows(rows: list[dict], how: str, seed: int) -> tuple[list[dict], list[
 
 
 def run_once(name: str, how: str, seed: int, recipe: Preprocess, train_settings: dict,
-             rows: list[dict], keep: str | None, split_seed: int | None = None) -> dict:
+             rows: list[dict], keep: str | None, split_seed: int | None = None,
+             weight_map: dict | None = None) -> dict:
     work = tempfile.mkdtemp(prefix="galcnn-accuracy-")
     split_seed = seed if split_seed is None else split_seed
     try:
@@ -153,7 +159,9 @@ def run_once(name: str, how: str, seed: int, recipe: Preprocess, train_settings:
         prepare(["@" + listing], os.path.join(work, "prepared"), labels=labels,
                 id_column="file", label_column="label", classes=CLASSES[name],
                 options=PrepareOptions(preprocess=recipe, val_fraction=val_fraction,
-                                       seed=split_seed))
+                                       seed=split_seed,
+                                       weight_column="confident" if weight_map else None,
+                                       weight_map=weight_map))
         options = replace(TrainOptions(seed=seed), **train_settings)
         result = train(os.path.join(work, "prepared"), os.path.join(work, "run"), options)
         elapsed = time.monotonic() - started
@@ -207,6 +215,9 @@ def main() -> None:
                         help="one test and validation split for every seed")
     parser.add_argument("--confident-only", action="store_true",
                         help="MiraBest: confident sources only (the published protocol)")
+    parser.add_argument("--weight-map", type=parse_weight_map,
+                        help="MiraBest: weight the loss by the confident column, mapped "
+                             "so (e.g. 0=0.5)")
     parser.add_argument("--prepare", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--train", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--label", default="", help="a name for this variant in the output")
@@ -228,8 +239,9 @@ def main() -> None:
     for how in splits:
         for seed in (int(s) for s in args.seeds.split(",")):
             record = run_once(args.set, how, seed, recipe, train_settings, rows, args.keep,
-                              args.split_seed)
-            record.update(label=args.label, confident_only=args.confident_only, machine=platform.machine(), cpus=os.cpu_count())
+                              args.split_seed, args.weight_map)
+            record.update(label=args.label, confident_only=args.confident_only,
+                          weight_map=args.weight_map, machine=platform.machine(), cpus=os.cpu_count())
             records.append(record)
             with open(args.out, "a") as handle:
                 handle.write(json.dumps(record) + "\n")

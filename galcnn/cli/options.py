@@ -65,6 +65,24 @@ def parse_where(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
     return where
 
 
+def parse_weight_map(ctx, param, value: str | None) -> dict[str, float] | None:
+    """``0=0.5,1=1`` -> {"0": 0.5, "1": 1.0}."""
+    if value is None:
+        return None
+    mapping = {}
+    for item in value.split(","):
+        text, sep, weight = item.partition("=")
+        try:
+            number = float(weight)
+        except ValueError:
+            number = float("nan")
+        if not sep or not 0 <= number < float("inf"):
+            raise click.BadParameter(f"{item!r}: write VALUE=WEIGHT with a weight >= 0, "
+                                     "e.g. 0=0.5")
+        mapping[text.strip()] = number
+    return mapping
+
+
 def parse_pairs(ctx, param, value: str | None) -> list[tuple[str, str]] | None:
     """``A:B,C:D`` -> [("A", "B"), ("C", "D")]; ``none`` -> []; unset -> None (by name)."""
     if value is None:
@@ -281,6 +299,12 @@ SPLIT_OPTIONS = [
                       "2 others)."),
     click.option("--mask-nsigma", type=click.FloatRange(0, min_open=True), default=2.0,
                  show_default=True, help="--masks auto: detection threshold in noise sigmas."),
+    click.option("--weight-column", metavar="COLUMN",
+                 help="Label-table column giving each cutout a loss weight: a number is the "
+                      "weight, true/yes 1, false/no 0, empty 1 (e.g. MiraBest's confident; "
+                      "with --weight-map 0=0.5 its uncertain sources count half)."),
+    click.option("--weight-map", callback=parse_weight_map, metavar="VALUE=W,...",
+                 help="Weights for the weight column's values, before its numbers."),
 ]
 
 _LABEL_KEYS = ("labels", "id_column", "label_column", "where")
@@ -316,6 +340,8 @@ def prepare_options_from(params: dict, *, augment: str = "none", copies: int = 0
                               val_fraction=params["val_fraction"],
                               test_fraction=params["test_fraction"], seed=seed,
                               masks=params["masks"], mask_nsigma=params["mask_nsigma"],
+                              weight_column=params.get("weight_column"),
+                              weight_map=params.get("weight_map"),
                               mirror_pairs=None if mirror_pairs is None
                               else tuple(mirror_pairs), **more)
     except ValueError as exc:

@@ -31,7 +31,8 @@ __all__ = ["MANIFEST_COLUMNS", "FORMAT_NAME", "FORMAT_VERSION", "PreparedDataset
 FORMAT_NAME = "galcnn-prepared"
 FORMAT_VERSION = 2
 MANIFEST_COLUMNS = ("index", "id", "file", "hdu", "label", "label_index", "split", "transform",
-                    "shard", "row", "ra", "dec", "n_bad", "mask_shard", "mask_row")
+                    "shard", "row", "ra", "dec", "n_bad", "mask_shard", "mask_row", "weight")
+"""``weight``: the sample's loss weight (1 in sets prepared before it existed)."""
 IMAGES_DIR = "images"
 MASKS_DIR = "masks"
 
@@ -47,6 +48,9 @@ def read_manifest(path: str) -> list[dict]:
             for key in ("ra", "dec"):
                 row[key] = float(row[key]) if row.get(key, "") not in ("", "nan") \
                     else float("nan")
+            row["weight"] = float(row.get("weight") or 1.0)
+            if not 0 <= row["weight"] < float("inf"):
+                raise ValueError
         except ValueError:
             raise DamagedDataset(path, f"line {line} holds a value that is not a number") \
                 from None
@@ -134,6 +138,11 @@ class PreparedDataset:
     @property
     def labels(self) -> np.ndarray:
         return np.array([r["label_index"] for r in self.rows], dtype=np.int64)
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Each sample's loss weight (from prepare's weight column; 1 without one)."""
+        return np.array([r["weight"] for r in self.rows], dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.rows)

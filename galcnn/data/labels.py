@@ -15,7 +15,7 @@ import numpy as np
 
 from galcnn.data.inputs import Source, strip_fits_suffix
 
-__all__ = ["LabelTable", "ResolvedLabels", "read_label_table", "find_label_file", "label_file_in",
+__all__ = ["LabelTable", "ResolvedLabels", "read_label_table", "weight_of", "find_label_file", "label_file_in",
            "match_labels", "labels_from_directories", "choose_classes", "resolve_labels"]
 
 ID_COLUMNS = ("file", "filename", "path", "id", "objid", "name", "object")
@@ -35,6 +35,35 @@ class LabelTable:
     n_filtered: int = 0
     n_empty: int = 0
     conflicts: list[str] = field(default_factory=list)
+    weights: dict[str, float] = field(default_factory=dict)
+    """Per-sample loss weights by id, from the weight column (empty without one)."""
+    weight_column: str | None = None
+
+
+TRUE_WORDS, FALSE_WORDS = ("true", "t", "yes", "y"), ("false", "f", "no", "n")
+
+
+def weight_of(text: str, mapping: dict[str, float] | None = None) -> float:
+    """A weight column's value as a loss weight. ``mapping`` first (``{"0": 0.5}``: the
+    catalogue's uncertain sources count half); else a number is the weight itself, and
+    true/yes 1, false/no 0, an empty cell 1. ValueError for anything else, or a weight
+    that is negative or not finite."""
+    value = str(text).strip()
+    if mapping and value in mapping:
+        weight = float(mapping[value])
+    elif value == "" or value.lower() in TRUE_WORDS:
+        weight = 1.0
+    elif value.lower() in FALSE_WORDS:
+        weight = 0.0
+    else:
+        try:
+            weight = float(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a weight (a number, true/false, or a value "
+                             "mapped with --weight-map VALUE=WEIGHT)") from None
+    if not 0 <= weight < float("inf"):
+        raise ValueError(f"weight {value!r} -> {weight} is not a finite number >= 0")
+    return weight
 
 
 def _normalise_id(value: str) -> str:
@@ -84,12 +113,14 @@ def _pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, 
 
 def read_label_table(path: str, *, id_column: str | None = None,
                      label_column: str | None = None,
-                     where: dict[str, str] | None = None) -> LabelTable:
+                     where: dict[str, str] | None = None, weight_column: str | None = None,
+                     weight_map: dict[str, float] | None = None) -> LabelTable:
     """Read ``id -> label`` from a CSV, FITS, ECSV or VOTable table.
 
     ``where`` keeps only rows whose columns equal the given text (e.g. ``{"confident": "1"}``).
     Rows with an empty label are dropped and counted; an id listed twice with different labels
-    is a conflict, reported and left unlabelled.
+    is a conflict, reported and left unlabelled. ``weight_column`` gives each id a loss weight
+    (:func:`weight_of`, with ``weight_map``).
     """
     if not os.path.isfile(path):
         raise ValueError(f"label table {path} not found")
@@ -104,6 +135,9 @@ def read_label_table(path: str, *, id_column: str | None = None,
     where = where or {}
     for column in where:
         _pick_column(columns, column, (), f"filter ({column})", path)
+    weight_col = (_pick_column(columns, weight_column, (), "weight", path)
+                  if weight_column else None)
+    weights: dict[str, float] = {}
     labels: dict[str, str] = {}
     conflicting: set[str] = set()
     n_filtered = n_empty = 0
@@ -121,11 +155,18 @@ def read_label_table(path: str, *, id_column: str | None = None,
         if key in labels and labels[key] != label:
             conflicting.add(key)
         labels.setdefault(key, label)
+        if weight_col:
+            try:
+                weights.setdefault(key, weight_of(row.get(weight_col, ""), weight_map))
+            except ValueError as exc:
+                raise ValueError(f"{path}: column {weight_col!r} of id {key!r}: {exc}") \
+                    from None
     for key in conflicting:
         del labels[key]
     return LabelTable(path=path, id_column=id_col, label_column=label_col, labels=labels,
                       n_rows=len(rows), n_filtered=n_filtered, n_empty=n_empty,
-                      conflicts=sorted(conflicting))
+                      conflicts=sorted(conflicting), weights=weights,
+                      weight_column=weight_col)
 
 
 def find_label_file(inputs: list[str]) -> str | None:
@@ -156,23 +197,25 @@ def _candidate_keys(source: Source, table_dir: str) -> list[str]:
     return [_normalise_id(k) for k in keys]
 
 
-def match_labels(sources: list[Source], table: LabelTable
-                 ) -> tuple[dict[Source, str], list[Source], list[str]]:
-    """Labels per source, the sources with no label, and table ids that matched no file."""
+def matched_ids(sources: list[Source], table: LabelTable) -> dict[Source, str]:
+    """The table id each source matches (sources that match none are left out)."""
     table_dir = os.path.dirname(os.path.abspath(table.path))
     matched: dict[Source, str] = {}
-    used: set[str] = set()
-    unlabelled = []
     for source in sources:
         for key in _candidate_keys(source, table_dir):
             if key in table.labels:
-                matched[source] = table.labels[key]
-                used.add(key)
+                matched[source] = key
                 break
-        else:
-            unlabelled.append(source)
-    missing = sorted(set(table.labels) - used)
-    return matched, unlabelled, missing
+    return matched
+
+
+def match_labels(sources: list[Source], table: LabelTable
+                 ) -> tuple[dict[Source, str], list[Source], list[str]]:
+    """Labels per source, the sources with no label, and table ids that matched no file."""
+    ids = matched_ids(sources, table)
+    unlabelled = [source for source in sources if source not in ids]
+    missing = sorted(set(table.labels) - set(ids.values()))
+    return {source: table.labels[key] for source, key in ids.items()}, unlabelled, missing
 
 
 def labels_from_directories(sources: list[Source]) -> dict[Source, str] | None:
@@ -227,18 +270,28 @@ class ResolvedLabels:
     """Table ids that matched no input file."""
     info: dict = field(default_factory=dict)
     """How the table was read (columns, filters, counts), for the dataset's metadata."""
+    weights: dict[Source, float] | None = None
+    """Per-source loss weights from the table's weight column; None without one."""
 
 
 def resolve_labels(sources: list[Source], inputs: list[str], *, table: str | None = None,
                    id_column: str | None = None, label_column: str | None = None,
-                   where: dict[str, str] | None = None, no_labels: bool = False
-                   ) -> ResolvedLabels:
+                   where: dict[str, str] | None = None, no_labels: bool = False,
+                   weight_column: str | None = None,
+                   weight_map: dict[str, float] | None = None) -> ResolvedLabels:
     """Labels by precedence: ``table`` for every input; else, for each input folder on its
     own, a ``labels.csv`` inside it, then its class-named subdirectories; else none (the
     sources of an input without labels are then unlabelled). Raises ValueError when a table
-    matches no input."""
+    matches no input. A ``weight_column`` needs one table for every input."""
     if no_labels:
         return ResolvedLabels(None, "none")
+    if weight_column:
+        table = table or find_label_file(inputs)
+        if not table:
+            raise ValueError(f"--weight-column {weight_column} needs a label table (--labels, "
+                             "or a labels.csv in the one input folder)")
+        return _from_table(sources, table, id_column, label_column, where,
+                           (weight_column, weight_map))
     if table:
         return _from_table(sources, table, id_column, label_column, where)
     by_root: dict[str, list[Source]] = {}
@@ -277,9 +330,9 @@ def _from_folder(root: str, members: list[Source], id_column, label_column,
 
 
 def _from_table(sources: list[Source], table: str, id_column, label_column,
-                where) -> ResolvedLabels:
+                where, weighting: tuple[str, dict | None] = (None, None)) -> ResolvedLabels:
     read = read_label_table(table, id_column=id_column, label_column=label_column,
-                            where=where)
+                            where=where, weight_column=weighting[0], weight_map=weighting[1])
     labels, unlabelled, missing = match_labels(sources, read)
     if not labels:
         if where and read.n_filtered == read.n_rows:
@@ -291,7 +344,13 @@ def _from_table(sources: list[Source], table: str, id_column, label_column,
             "label_column": read.label_column, "where": dict(where or {}),
             "rows": read.n_rows, "rows_filtered_out": read.n_filtered,
             "rows_without_label": read.n_empty, "conflicting_ids": read.conflicts}
-    return ResolvedLabels(labels, f"table:{table}", unlabelled, missing, info)
+    weights = None
+    if read.weight_column:
+        weights = {source: read.weights[key] for source, key in
+                   matched_ids(sources, read).items()}
+        info["weights"] = {"column": read.weight_column, "map": dict(weighting[1] or {}),
+                           "mean": float(np.mean(list(weights.values())))}
+    return ResolvedLabels(labels, f"table:{table}", unlabelled, missing, info, weights)
 
 
 def _no_row_passes(table: str, where: dict[str, str]) -> str:

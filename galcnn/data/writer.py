@@ -124,10 +124,12 @@ class DatasetWriter:
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
     def add(self, source: Source, sample, *, label: str = "", label_index: int = -1,
-            split: str = "unlabelled", reflected: tuple[str, int] | None = None) -> None:
+            split: str = "unlabelled", reflected: tuple[str, int] | None = None,
+            weight: float = 1.0) -> None:
         """One manifest row per image of a reader sample, storing its images (and masks)
         unless the reader already did. ``reflected``: the label (and index) of the copies
-        that mirror the cutout, for a class whose mirror image is another class."""
+        that mirror the cutout, for a class whose mirror image is another class; ``weight``:
+        the sample's loss weight."""
         places = sample.stored or [self.images.add(image) for image in sample.images]
         mask_places = (sample.stored_masks or [self.masks.add(m) for m in sample.masks]
                        if self.masks else [("", "")] * len(places))
@@ -144,7 +146,7 @@ class DatasetWriter:
                               "transform": transform, "shard": shard, "row": row,
                               "ra": f"{sample.ra:.7f}", "dec": f"{sample.dec:.7f}",
                               "n_bad": sample.n_bad, "mask_shard": mask_shard,
-                              "mask_row": mask_row})
+                              "mask_row": mask_row, "weight": f"{weight:.6g}"})
 
     def _shards(self, writer: ShardWriter, kind: str) -> list[dict]:
         """Every shard with its row count: those written here, then those readers stored."""

@@ -75,6 +75,11 @@ class PrepareOptions:
     label_column: str | None = None
     where: dict[str, str] | None = None
     """Keep only the label table's rows whose columns have these values."""
+    weight_column: str | None = None
+    """A label-table column giving each sample a loss weight
+    (:func:`galcnn.data.labels.weight_of`): MiraBest's ``confident``."""
+    weight_map: dict[str, float] | None = None
+    """Weights for the weight column's values (``{"0": 0.5}``), before its numbers."""
     classes: list[str] | None = None
     """Keep only these classes, in this order."""
     no_labels: bool = False
@@ -190,7 +195,9 @@ def _choose(inputs: list[str], options: PrepareOptions) -> _Chosen:
             inputs, band_pattern=recipe.band_pattern, bands=recipe.bands, require_any=True)
         found = resolve_labels(sources, inputs, table=options.labels,
                                id_column=options.id_column, label_column=options.label_column,
-                               where=options.where, no_labels=options.no_labels)
+                               where=options.where, no_labels=options.no_labels,
+                               weight_column=options.weight_column,
+                               weight_map=options.weight_map)
         if found.labels is not None:
             class_list, label_map, dropped = choose_classes(found.labels, options.classes)
         elif options.classes:
@@ -264,7 +271,8 @@ def _write(writer: DatasetWriter, chosen: _Chosen, recipe: Preprocess,
             written.counts[chosen.splits[source]][name or "unlabelled"] += 1
         writer.add(source, sample, label=label, label_index=class_index.get(label, -1),
                    split=chosen.splits[source],
-                   reflected=(mirror, class_index[mirror]) if mirror else None)
+                   reflected=(mirror, class_index[mirror]) if mirror else None,
+                   weight=(chosen.found.weights or {}).get(source, 1.0))
     return written
 
 

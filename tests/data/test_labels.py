@@ -84,3 +84,32 @@ def test_choose_classes_orders_and_drops():
     assert choose_classes(labels, None)[0] == ["FRI", "FRII", "hybrid"]
     with pytest.raises(ValueError, match="not found among the labels"):
         choose_classes(labels, ["FRIII"])
+
+
+def test_a_weight_column_gives_each_id_its_loss_weight(tmp_path):
+    from galcnn.data.labels import resolve_labels, weight_of
+
+    assert [weight_of(v) for v in ("1", "0", "0.25", "", "yes", "False")] == \
+        [1.0, 0.0, 0.25, 1.0, 1.0, 0.0]
+    assert weight_of("0", {"0": 0.5}) == 0.5 and weight_of("1", {"0": 0.5}) == 1.0
+    for bad in ("maybe", "-1", "nan", "inf"):
+        with pytest.raises(ValueError):
+            weight_of(bad)
+    root = str(tmp_path / "data")
+    sources = [_source(root, "a1.fits"), _source(root, "b2.fits"), _source(root, "c3.fits")]
+    os.makedirs(root)
+    table = os.path.join(root, "labels.csv")
+    with open(table, "w") as handle:
+        handle.write("file,label,confident\na1.fits,x,1\nb2.fits,y,0\nc3.fits,x,\n")
+    found = resolve_labels(sources, [root], weight_column="confident", weight_map={"0": 0.5})
+    assert [found.weights[s] for s in sources] == [1.0, 0.5, 1.0]
+    assert found.info["weights"] == {"column": "confident", "map": {"0": 0.5},
+                                     "mean": pytest.approx(2.5 / 3)}
+    assert resolve_labels(sources, [root]).weights is None
+    with open(table, "a") as handle:
+        handle.write("d4.fits,y,perhaps\n")
+    with pytest.raises(ValueError, match=r"labels.csv: column 'confident' of id 'd4.fits': "
+                                         r"'perhaps' is not a weight"):
+        resolve_labels(sources, [root], weight_column="confident")
+    with pytest.raises(ValueError, match="--weight-column w needs a label table"):
+        resolve_labels(sources, [root, str(tmp_path)], weight_column="w")

@@ -106,11 +106,12 @@ def _check_start(run_dir: str, folders: list[str], resume: bool, overwrite: bool
 
 
 def assemble(run_dir: str, folders: list[str], options: TrainOptions, *,
-             command: str | None = None) -> dict:
+             command: str | None = None, data: str | None = None) -> dict:
     """The members' best checkpoints in ``folders`` put together into ``run_dir/best.pt``:
     validated as one model, calibrated on its averaged logits, its anomaly reference drawn
     from its embeddings. Writes ``metrics.json``, ``config.json`` and the confusion matrix;
-    returns the metrics."""
+    returns the metrics. ``data``: the prepared set they were trained on, when it has moved
+    since (the members' cards name where it was)."""
     states = [load_checkpoint(os.path.join(folder, "best.pt")) for folder in folders]
     first = states[0]["card"]
     if any(s["card"].model_args != first.model_args or s["card"].classes != first.classes
@@ -122,7 +123,7 @@ def assemble(run_dir: str, folders: list[str], options: TrainOptions, *,
     model = Ensemble([model_of(state, folder) for state, folder in zip(states, folders)])
     model.card = first
     model = model.placed(device).eval()
-    task = make_task(options.task, *splits(first.training["data"]["path"]))
+    task = make_task(options.task, *splits(data or first.training["data"]["path"]))
     outcome = task.finalise(model, device, dtype)
     members = [_summary(state["card"], folder) for state, folder in zip(states, folders)]
     metrics = {**outcome.metrics, "ensemble": members, "classes": task.classes,

@@ -380,6 +380,8 @@ class _Run:
             training={"options": {**asdict(options), "mirror_pairs": [list(p) for p in pairs]},
                       "data": {"path": os.path.abspath(data_path),
                                "train_counts": self.class_counts.tolist(),
+                               "sample_weights": train_set.metadata.get("labels", {}).get(
+                                   "weights"),
                                "n_train": len(train_set), "n_val": len(val_set)}},
             provenance={"galcnn_version": __version__, "torch_version": str(torch.__version__)})
 
@@ -405,6 +407,8 @@ class _Run:
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
         weights = class_weights_for(self.class_counts, options.class_weights)
         self.weights = weights.to(device) if weights is not None else None
+        self.weighted = bool((self.task.train_set.weights != 1).any())
+        """Whether samples carry loss weights other than 1 (a weight column)."""
 
     def _announce(self, data_path: str, command: str | None, precision: str, n_train: int,
                   n_val: int) -> None:
@@ -559,8 +563,8 @@ class _Run:
             generator.set_state(partial["generator"])
             if advance:
                 advance(int(done["seen"]))
-        for images, targets in batches:
-            n = self._step(images, targets, generator, sums)
+        for images, targets, weights in batches:
+            n = self._step(images, targets, weights, generator, sums)
             done["batches"] += 1
             done["seen"] += n
             if advance:
@@ -588,19 +592,22 @@ class _Run:
                "seconds": done["seconds"] + time.monotonic() - begun}
         return row, val_metrics
 
-    def _step(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator,
-              sums: torch.Tensor) -> int:
+    def _step(self, images: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
+              generator: torch.Generator, sums: torch.Tensor) -> int:
         """One optimisation step on a batch drawn under a random group element; adds its
-        loss and correct count to ``sums`` (on the device) and returns the batch size."""
+        loss and correct count to ``sums`` (on the device) and returns the batch size.
+        ``weights``: each sample's loss weight, used when the set has a weight column."""
         x = images.to(self.device, non_blocking=True).contiguous(
             memory_format=torch.channels_last)
         y = targets.to(self.device, non_blocking=True)
         x, y = random_elements(x, y, self.elements, self.mirror_swap, generator)
         if self.symmetry == "rotate":
             x = random_rotations(x, generator)
+        sample_weights = weights.to(self.device) if self.weighted else None
         with autocast(self.device, self.dtype):
             logits = self.net(x)
-            loss = self.task.loss(logits.float(), y, self.weights, self.options.label_smoothing)
+            loss = self.task.loss(logits.float(), y, self.weights, self.options.label_smoothing,
+                                  sample_weights)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)

@@ -29,12 +29,14 @@ def class_weights_for(counts: np.ndarray, mode: str) -> torch.Tensor | None:
 
 
 class _Batches(torch.utils.data.Dataset):
-    """A dataset whose items are whole batches: images read with one gather per shard, and
-    the targets a task makes of them (labels, or per-pixel class maps)."""
+    """A dataset whose items are whole batches: images read with one gather per shard, the
+    targets a task makes of them (labels, or per-pixel class maps) and each sample's loss
+    weight."""
 
     def __init__(self, data: PreparedDataset,
                  targets: Callable[[PreparedDataset, np.ndarray], np.ndarray]):
         self.data, self.targets = data, targets
+        self.weights = torch.from_numpy(data.weights)
 
     def __len__(self) -> int:
         return len(self.data)
@@ -42,7 +44,8 @@ class _Batches(torch.utils.data.Dataset):
     def __getitem__(self, indices):
         images, _ = self.data.batch(indices)
         return (torch.from_numpy(images),
-                torch.from_numpy(self.targets(self.data, np.asarray(indices))))
+                torch.from_numpy(self.targets(self.data, np.asarray(indices))),
+                self.weights[torch.as_tensor(np.asarray(indices), dtype=torch.long)])
 
 
 class BalancedSampler(torch.utils.data.Sampler):

@@ -155,7 +155,10 @@ class Task:
         raise NotImplementedError
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None,
-             label_smoothing: float) -> torch.Tensor:
+             label_smoothing: float, sample_weights: torch.Tensor | None = None
+             ) -> torch.Tensor:
+        """The batch's loss: ``weights`` per class, ``sample_weights`` per sample (the
+        label table's weight column; None when every sample counts 1)."""
         raise NotImplementedError
 
     def correct(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -194,8 +197,14 @@ class ClassifyTask(Task):
     def targets(self, data, indices):
         return np.array([data.rows[int(i)]["label_index"] for i in indices], dtype=np.int64)
 
-    def loss(self, logits, targets, weights, label_smoothing):
-        return F.cross_entropy(logits, targets, weight=weights, label_smoothing=label_smoothing)
+    def loss(self, logits, targets, weights, label_smoothing, sample_weights=None):
+        if sample_weights is None:
+            return F.cross_entropy(logits, targets, weight=weights,
+                                   label_smoothing=label_smoothing)
+        each = F.cross_entropy(logits, targets, weight=weights, label_smoothing=label_smoothing,
+                               reduction="none")  # already times the class weight
+        counted = sample_weights * (weights[targets] if weights is not None else 1.0)
+        return (each * sample_weights).sum() / counted.sum().clamp_min(1e-12)
 
     def validate(self, model, device, dtype):
         logits, labels = dataset_logits(model, self.val_set, device, dtype)
@@ -266,7 +275,7 @@ class SegmentTask(Task):
     def targets(self, data, indices):
         return data.pixel_targets(indices)
 
-    def loss(self, logits, targets, weights, label_smoothing):
+    def loss(self, logits, targets, weights, label_smoothing, sample_weights=None):
         return segmentation_loss(logits, targets, weights, label_smoothing)
 
     def validate(self, model, device, dtype):
