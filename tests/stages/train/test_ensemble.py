@@ -100,3 +100,18 @@ def test_a_preset_sets_what_the_user_did_not():
     assert with_preset(tiny(), "cpu") == tiny()
     with pytest.raises(TrainError, match="unknown preset 'tpu'; choose one of cpu, gpu"):
         with_preset(tiny(), "tpu")
+
+
+@pytest.mark.slow
+def test_an_ensemble_opened_unpooled_averages_its_bare_networks(ensemble_run):
+    from galcnn.runner.model import open_model
+
+    loaded = open_model(ensemble_run, "classify", "evaluate", device="cpu", pooled=False)
+    model = loaded.model
+    assert isinstance(model, Ensemble) and len(model.members) == 2
+    assert all(member.elements == [(0, False)] for member in model.members)
+    x = torch.randn(3, 1, 32, 32)
+    with torch.no_grad():
+        expected = (model.members[0].net(x) + model.members[1].net(x)) / 2
+        torch.testing.assert_close(model(x), expected)
+    assert "members" not in loaded.extras and "anomaly_reference" in loaded.extras
