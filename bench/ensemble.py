@@ -18,6 +18,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shutil
 import tempfile
 
@@ -79,11 +80,11 @@ def score(model: str, test_table: str, work: str, confident: set[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("kept", help="folder of random-SEED run directories")
+    parser.add_argument("kept", help="folder of SPLIT-SEED run directories (one split)")
     parser.add_argument("--sizes", default="1,3,5")
     parser.add_argument("--out", default=os.path.join(HERE, "ensemble.jsonl"))
     args = parser.parse_args()
-    runs = sorted((d for d in os.listdir(args.kept) if d.startswith("random-")),
+    runs = sorted((d for d in os.listdir(args.kept) if re.fullmatch(r"[a-z]+-\d+", d)),
                   key=lambda d: int(d.split("-")[1]))
     folders = [os.path.join(args.kept, d) for d in runs]
     confident = confident_files()
