@@ -179,3 +179,27 @@ def test_conflicting_labels_and_a_class_of_one_are_said_on_screen(tmp_path):
     assert "labels: 1 id(s) have two different labels and were left unlabelled (e.g. g0)" \
         in result.output
     assert "class c has 1 sample(s), 0 in validation: too few" in result.output
+
+
+def test_a_weight_column_weights_each_cutout_and_a_bad_weight_is_one_line(tmp_path):
+    root = tmp_path / "set"
+    for i in range(8):
+        write_fits(root / "cutouts" / f"o{i}.fits", noise_image(seed=i))
+    (root / "labels.csv").write_text(
+        "file,label,confident\n" + "".join(
+            f"cutouts/o{i}.fits,{'FRI' if i % 2 else 'FRII'},{int(i < 4)}\n" for i in range(8)))
+    out = tmp_path / "prepared"
+    result = run_cli("prepare", root, "-o", out, "--weight-column", "confident",
+                     "--weight-map", "0=0.25")
+    assert result.exit_code == 0, result.output
+    weights = {row["id"]: float(row["weight"]) for row in manifest_rows(out)}
+    assert weights == {f"o{i}": 1.0 if i < 4 else 0.25 for i in range(8)}
+    assert metadata(out)["labels"]["weights"] == {"column": "confident", "map": {"0": 0.25},
+                                                  "mean": 0.625}
+    (root / "labels.csv").write_text("file,label,confident\ncutouts/o0.fits,FRI,high\n")
+    result = run_cli("prepare", root, "-o", tmp_path / "other", "--weight-column", "confident")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "'high' is not a weight" in lines[0] and "labels.csv" in lines[0]
+    result = run_cli("prepare", root, "-o", tmp_path / "other", "--weight-map", "0")
+    assert result.exit_code == 2 and "write VALUE=WEIGHT" in result.output
