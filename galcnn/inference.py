@@ -10,6 +10,8 @@ score a whole prepared split.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -143,10 +145,12 @@ BATCH_NORM_SAMPLES = 2048
 @torch.no_grad()
 def refresh_batch_norm(net: torch.nn.Module, data: PreparedDataset, device: torch.device,
                        dtype: torch.dtype | None = None, batch_size: int = 256,
-                       limit: int = BATCH_NORM_SAMPLES) -> None:
+                       limit: int = BATCH_NORM_SAMPLES,
+                       transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+                       ) -> None:
     """Measure ``net``'s batch-norm statistics afresh on (evenly spaced samples of) ``data``,
-    as the model will see inputs: unaugmented, every other layer in evaluation mode (no
-    dropout, no random numbers drawn).
+    as the model will see inputs: unaugmented (or through ``transform``), every other layer
+    in evaluation mode (no dropout, no random numbers drawn but the transform's own).
 
     Why: the running averages that training keeps mix statistics of weights that have since
     moved and of augmented inputs (interpolated rotations), and a model validated with them
@@ -165,8 +169,9 @@ def refresh_batch_norm(net: torch.nn.Module, data: PreparedDataset, device: torc
     try:
         for part in np.array_split(chosen, -(-len(chosen) // batch_size)):  # equal-sized
             images, _ = data.batch(part)
+            x = as_batch(images, device)
             with autocast(device, dtype):
-                net(as_batch(images, device))
+                net(transform(x) if transform else x)
     finally:
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum

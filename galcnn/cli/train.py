@@ -34,7 +34,8 @@ SECTIONS = [
                                   "batch_size", "lr", "weight_decay", "schedule",
                                   "warmup_epochs", "label_smoothing", "class_weights",
                                   "balanced_sampling", "patience", "monitor",
-                                  "refresh_bn", "ema_epochs", "init_from", "freeze"]),
+                                  "refresh_bn", "refresh_bn_augmented", "ema_epochs",
+                                  "init_from", "freeze"]),
     ("Hardware", ["no_amp", "workers", "dist_timeout"]),
     ("Raw cutouts in --data (prepared into RUN/prepared; as in galcnn prepare)",
      None),
@@ -85,6 +86,9 @@ SECTIONS = [
               help="Before each validation, measure batch-norm statistics afresh on the "
                    "training split (as the saved model then holds them); --running-bn keeps "
                    "the running averages of training, with which validation swung widely.")
+@click.option("--refresh-bn-augmented", is_flag=True,
+              help="Measure those statistics on training inputs augmented as in training "
+                   "(rotated, flipped; the same draws every epoch) instead of plain ones.")
 @click.option("--ema-epochs", type=click.FloatRange(0), default=0.0,
               show_default=True, help="Validate and keep a moving average of the weights "
                                       "over about this many epochs (0: off).")
@@ -127,7 +131,8 @@ SECTIONS = [
 @overwrite_option("Start again in a run directory that holds a run.")
 @add_options(LABEL_OPTIONS + RECIPE_OPTIONS + SPLIT_OPTIONS)
 def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_pairs, epochs,
-            ensemble, preset, patience, refresh_bn, ema_epochs, monitor, batch_size, lr, weight_decay, schedule,
+            ensemble, preset, patience, refresh_bn, refresh_bn_augmented, ema_epochs, monitor,
+            batch_size, lr, weight_decay, schedule,
             warmup_epochs, label_smoothing, class_weights, balanced_sampling, seed, device,
             no_amp, workers, init_from, freeze, dist_timeout, resume, overwrite, **data_params):
     """Train a morphology classifier (or a U-Net: --task segment) on prepared or raw cutouts.
@@ -150,7 +155,8 @@ def command(data, run_dir, task, arch, width, depth, dropout, symmetry, mirror_p
         weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
         label_smoothing=label_smoothing, class_weights=class_weights,
         balanced_sampling=balanced_sampling, monitor=monitor, patience=patience, seed=seed,
-        refresh_bn=refresh_bn, ema_epochs=ema_epochs, device=device, workers=workers,
+        refresh_bn=refresh_bn, refresh_bn_augmented=refresh_bn_augmented,
+        ema_epochs=ema_epochs, device=device, workers=workers,
         amp=not no_amp, init_from=init_from, freeze=freeze, dist_timeout=dist_timeout,
         ensemble=ensemble)
     if preset and not resume:

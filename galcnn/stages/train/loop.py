@@ -581,7 +581,9 @@ class _Run:
         if not self.dist.is_main:
             return None, None
         if self.options.refresh_bn:
-            refresh_batch_norm(self.kept.net, self.task.train_set, self.device, self.dtype)
+            refresh_batch_norm(self.kept.net, self.task.train_set, self.device, self.dtype,
+                               transform=self._augmented() if
+                               self.options.refresh_bn_augmented else None)
         val_loss, val_metrics, val_score = self.task.validate(self.kept, self.device,
                                                               self.dtype)
         row = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
@@ -591,6 +593,18 @@ class _Run:
                "images_per_s": seen / max(train_seconds, 1e-9),
                "seconds": done["seconds"] + time.monotonic() - begun}
         return row, val_metrics
+
+    def _augmented(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The training augmentation with draws of its own, the same every epoch (the run's
+        random number generators are left alone: a resumed run is the same run)."""
+        generator = torch.Generator().manual_seed(self.options.seed * 7919 + 1)
+
+        def transform(x: torch.Tensor) -> torch.Tensor:
+            unused = torch.zeros(len(x), dtype=torch.long, device=x.device)
+            x, _ = random_elements(x, unused, self.elements, self.mirror_swap, generator)
+            return random_rotations(x, generator) if self.symmetry == "rotate" else x
+
+        return transform
 
     def _step(self, images: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
               generator: torch.Generator, sums: torch.Tensor) -> int:

@@ -46,6 +46,8 @@ class TrainOptions:
     refresh_bn: bool = True
     """Measure batch-norm statistics afresh on the training split before each validation
     (:func:`galcnn.inference.refresh_batch_norm`); False: training's running averages."""
+    refresh_bn_augmented: bool = False
+    """Measure them on training inputs augmented as in training (fixed draws), not plain."""
     ema_epochs: float = 0.0
     """Validate and keep an exponential moving average of the weights over about this many
     epochs (0: the weights as trained)."""

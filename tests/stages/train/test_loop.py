@@ -335,6 +335,25 @@ def test_a_set_whose_mirrored_copies_keep_the_old_label_is_refused(cutouts, tmp_
     assert train(out, str(tmp_path / "run"), tiny(epochs=1)).epochs_run == 1
 
 
+@pytest.mark.slow
+def test_batch_norm_statistics_measured_on_augmented_inputs_differ_and_repeat(
+        simulated, tmp_path):
+    """--refresh-bn-augmented measures the statistics on inputs augmented as in training
+    (not the plain ones), with draws of its own: two runs save the same statistics."""
+    train_set = PreparedDataset(simulated, "train")
+    saved = []
+    for name in ("a", "b"):
+        run = str(tmp_path / name)
+        train(simulated, run, tiny(epochs=1, refresh_bn_augmented=True))
+        net = load_model(run).net
+        saved.append(next(m for m in net.modules()
+                          if isinstance(m, torch.nn.BatchNorm2d)).running_var.clone())
+    torch.testing.assert_close(saved[0], saved[1], rtol=0, atol=0)
+    refresh_batch_norm(net, train_set, torch.device("cpu"))
+    plain = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)).running_var
+    assert not torch.allclose(plain, saved[1], rtol=1e-3)
+
+
 def test_the_saved_model_holds_batch_norm_statistics_measured_on_the_training_split(
         simulated, tmp_path):
     """Validation (and so the saved model) uses statistics measured afresh on the training
