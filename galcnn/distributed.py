@@ -19,6 +19,8 @@ from __future__ import annotations
 import inspect
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -26,7 +28,7 @@ import torch
 
 from galcnn.errors import GalcnnError
 
-__all__ = ["Distributed", "distributed_from_env", "first_host", "init_distributed",
+__all__ = ["Distributed", "distributed_from_env", "first_host", "init_distributed", "joined",
            "close_distributed", "agree_max", "from_main", "sum_across", "is_peer_failure",
            "DEFAULT_TIMEOUT_MINUTES"]
 
@@ -106,6 +108,21 @@ def init_distributed(info: Distributed, device: torch.device,
         kwargs["device_id"] = device
     torch.distributed.init_process_group(**kwargs)
     _control = torch.distributed.new_group(backend="gloo", timeout=CONTROL_TIMEOUT)
+
+
+@contextmanager
+def joined(info: Distributed, device: torch.device,
+           timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES) -> Iterator[None]:
+    """In the job's process group for the block (:func:`init_distributed`), left at its end
+    unless the group was already set up outside it (an ensemble's members share one: a
+    group set up again in the same process finds the old one's addresses)."""
+    opened = info.enabled and not torch.distributed.is_initialized()
+    init_distributed(info, device, timeout_minutes)
+    try:
+        yield
+    finally:
+        if opened:
+            close_distributed()
 
 
 def close_distributed() -> None:

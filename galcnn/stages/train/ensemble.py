@@ -22,13 +22,13 @@ import torch
 from galcnn.checkpoint import load_checkpoint, model_of, save_checkpoint
 from galcnn.data.atomic import make_directory, write_json
 from galcnn.data.dataset import is_prepared_dataset
-from galcnn.distributed import distributed_from_env
+from galcnn.distributed import distributed_from_env, joined
 from galcnn.models import Ensemble
 from galcnn.plots import plot_confusion
 from galcnn.runner.training_set import PrepareOptions
 from galcnn.runtime import amp_dtype, select_device
-from galcnn.stages.train.loop import (TrainHooks, TrainResult, recorded_metrics, resumed_options,
-                                      splits)
+from galcnn.stages.train.loop import (TrainHooks, TrainResult, on_main, recorded_metrics,
+                                      resumed_options, splits)
 from galcnn.stages.train.loop import train as train_one
 from galcnn.stages.train.options import TrainError, TrainOptions
 from galcnn.stages.train.run_dir import RUN_FILES
@@ -58,30 +58,46 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
                          overwrite=overwrite, hooks=hooks, command=command)
     started = time.monotonic()
     folders = member_dirs(run_dir, options.ensemble)
-    _check_start(run_dir, folders, resume, overwrite)
-    results = []
-    for k, folder in enumerate(folders, start=1):
-        member = replace(options, seed=options.seed + k - 1)
-        logger.info("ensemble member %d/%d (seed %d) in %s", k, options.ensemble, member.seed,
-                    folder)
-        on_prepared = data if k == 1 or is_prepared_dataset(data) else \
-            os.path.join(folders[0], "prepared")
-        results.append(train_one(on_prepared, folder, member, prepare=prepare,
-                                 resume=resume and os.path.isfile(os.path.join(folder,
-                                                                               "last.pt")),
-                                 hooks=hooks, command=command))
-    if not distributed_from_env().is_main:
+    dist_info = distributed_from_env()
+    try:
+        device = select_device(options.device, dist_info.local_rank)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from exc
+    with joined(dist_info, device, options.dist_timeout):  # one process group for all
+        on_main(dist_info, lambda: _check_start(run_dir, folders, resume, overwrite))
+        results = [_member(data, folders, k, options, prepare=prepare, resume=resume,
+                           hooks=hooks, command=command)
+                   for k in range(1, options.ensemble + 1)]
+        outcome: dict = {}
+        finished = dist_info.is_main and all(r.already_complete for r in results) and \
+            os.path.isfile(os.path.join(run_dir, "metrics.json"))
+        on_main(dist_info, lambda: outcome.update(
+            recorded_metrics(run_dir) if finished else
+            assemble(run_dir, folders, options, command=command)))
+    if not dist_info.is_main:
         return None
-    finished = (all(r.already_complete for r in results)
-                and os.path.isfile(os.path.join(run_dir, "metrics.json")))
-    metrics = (recorded_metrics(run_dir) if finished else
-               assemble(run_dir, folders, options, command=command))
     return TrainResult(run_dir=run_dir, classes=results[0].classes,
                        epochs_run=sum(r.epochs_run for r in results),
-                       best_epoch=results[0].best_epoch, metrics=metrics,
+                       best_epoch=results[0].best_epoch, metrics=outcome,
                        stopped_early=all(r.stopped_early for r in results),
                        elapsed_s=time.monotonic() - started, already_complete=finished,
                        members=results)
+
+
+def _member(data: str, folders: list[str], k: int, options: TrainOptions, *,
+            prepare: PrepareOptions | None, resume: bool, hooks: TrainHooks | None,
+            command: str | None) -> TrainResult | None:
+    """Member ``k`` (from 1) trained, or resumed where it has a checkpoint."""
+    folder = folders[k - 1]
+    member = replace(options, seed=options.seed + k - 1)
+    if distributed_from_env().is_main:
+        logger.info("ensemble member %d/%d (seed %d) in %s", k, options.ensemble,
+                    member.seed, folder)
+    on_prepared = data if k == 1 or is_prepared_dataset(data) else \
+        os.path.join(folders[0], "prepared")
+    return train_one(on_prepared, folder, member, prepare=prepare,
+                     resume=resume and os.path.isfile(os.path.join(folder, "last.pt")),
+                     hooks=hooks, command=command)
 
 
 def _check_start(run_dir: str, folders: list[str], resume: bool, overwrite: bool) -> None:
@@ -99,10 +115,9 @@ def _check_start(run_dir: str, folders: list[str], resume: bool, overwrite: bool
     if not overwrite:
         raise TrainError(f"{run_dir} already holds a run; use --resume to continue it or "
                          "--overwrite to start again")
-    if distributed_from_env().is_main:
-        for name in held:
-            path = os.path.join(run_dir, name)
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    for name in held:
+        path = os.path.join(run_dir, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
 def assemble(run_dir: str, folders: list[str], options: TrainOptions, *,

@@ -47,8 +47,8 @@ from galcnn.models import count_parameters, model_is_invariant
 from galcnn.models.pooled import GroupPooled
 from galcnn.models.symmetry import (elements_of, mirror_permutation, random_elements,
                                     random_rotations)
-from galcnn.distributed import (Distributed, agree_max, close_distributed, distributed_from_env,
-                                from_main, init_distributed, is_peer_failure, sum_across)
+from galcnn.distributed import (Distributed, agree_max, distributed_from_env, from_main,
+                                is_peer_failure, joined, sum_across)
 from galcnn.runner.training_set import PrepareOptions
 from galcnn.runner.training_set import prepare as prepare_training_set
 from galcnn.runtime import (amp_dtype, autocast, configure_precision, precision_of, rng_states,
@@ -61,7 +61,7 @@ from galcnn.stages.train.sampling import class_weights_for, make_loader
 from galcnn.stages.train.tasks import Task, make_task
 
 __all__ = ["train", "TrainHooks", "TrainResult", "resumed_options", "recorded_metrics",
-           "splits"]
+           "splits", "on_main"]
 
 logger = logging.getLogger("galcnn")
 
@@ -145,12 +145,12 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
     except ValueError as exc:
         raise TrainError(str(exc)) from exc
     configure_precision(device, options.amp)
-    init_distributed(dist_info, device, options.dist_timeout)
     last_path = os.path.join(run_dir, "last.pt")
-    with _claimed(run_dir, dist_info), naming_output(run_dir, lambda: _kept(last_path)):
+    with joined(dist_info, device, options.dist_timeout), _claimed(run_dir, dist_info), \
+            naming_output(run_dir, lambda: _kept(last_path)):
         found = set(os.listdir(run_dir)) if os.path.isdir(run_dir) else None
         try:
-            _on_main(dist_info, lambda: _start(run_dir, last_path, resume, overwrite))
+            on_main(dist_info, lambda: _start(run_dir, last_path, resume, overwrite))
             data_path = _prepared(data, run_dir, prepare, resume, dist_info)
             run = _Run(data_path, run_dir, options, dist_info, device, command,
                        fine_tune=not resume)
@@ -173,14 +173,11 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
             if dist_info.enabled and isinstance(exc, Exception) and is_peer_failure(exc):
                 raise TrainError(_peer_failure_text(dist_info, last_path)) from None
             raise
-        finally:
-            close_distributed()
 
 
 @contextmanager
 def _claimed(run_dir: str, dist_info: Distributed) -> Iterator[None]:
-    """One writer per run directory (a second one is refused); the process group is closed
-    if the claim fails."""
+    """One writer per run directory (a second one is refused)."""
     held = ExitStack()
 
     def claim() -> None:
@@ -189,10 +186,9 @@ def _claimed(run_dir: str, dist_info: Distributed) -> Iterator[None]:
         remove_stale_temporaries(run_dir)
 
     try:
-        _on_main(dist_info, claim)
+        on_main(dist_info, claim)
     except BaseException:
         held.close()
-        close_distributed()
         raise
     with held:
         yield
@@ -212,7 +208,7 @@ def _start(run_dir: str, last_path: str, resume: bool, overwrite: bool) -> None:
     make_directory(run_dir)
 
 
-def _on_main(dist_info: Distributed, work: Callable[[], object] | None) -> None:
+def on_main(dist_info: Distributed, work: Callable[[], object] | None) -> None:
     """Run ``work`` on rank 0 alone; every process raises its one-line error if it fails
     (the others would otherwise wait for rank 0 forever)."""
     problem = None
@@ -301,7 +297,7 @@ def _prepared(data: str, run_dir: str, options: PrepareOptions | None, resume: b
         logger.info("prepared %d samples from %s into %s (%d failed)", result.n_samples, data,
                     target, len(result.failures))
 
-    _on_main(dist_info, prepare_raw)
+    on_main(dist_info, prepare_raw)
     return target
 
 

@@ -144,3 +144,20 @@ def test_a_rank_that_dies_leaves_rank_0_one_line(tmp_path):
             f"{run}/last.pt is kept: resume with the same launcher and --resume") in said or \
         "stopped by SIGTERM" in said, said[-3000:]
     assert os.path.isfile(os.path.join(run, "last.pt"))
+
+
+@pytest.mark.slow
+def test_an_ensemble_trains_under_torchrun_in_one_process_group(tmp_path):
+    """Each member set the process group up anew: the second found the first one's
+    addresses and the job died; the members now share one group."""
+    run = str(tmp_path / "run")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2", "-m", "galcnn",
+               *_train_args(run, "--epochs", "1", "--ensemble", "2")]
+    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = load_checkpoint(run)
+    assert len(state["members"]) == 1 and state["card"].training["ensemble"]["seeds"] == [0, 1]
+    assert all(load_checkpoint(os.path.join(run, "members", k))["card"].training["world_size"]
+               == 2 for k in ("1", "2"))
