@@ -21,14 +21,20 @@ def run_cli(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
-def test_label_table_found_inside_directory_and_reports_written(tmp_path):
-    root = tmp_path / "set"
-    for i in range(6):
+def radio_set(root, n: int, listed: int, extra: str = ""):
+    """``n`` noise cutouts under ``root/cutouts`` and a labels.csv listing the first
+    ``listed`` (FRI/FRII alternating, the first four confident), then ``extra`` rows."""
+    for i in range(n):
         write_fits(root / "cutouts" / f"o{i}.fits", noise_image(seed=i))
     (root / "labels.csv").write_text(
         "file,label,confident\n" + "".join(
-            f"cutouts/o{i}.fits,{'FRI' if i % 2 else 'FRII'},{int(i < 4)}\n" for i in range(5))
-        + "cutouts/missing.fits,FRI,1\ncutouts/o0.fits.bak,hybrid,1\n")
+            f"cutouts/o{i}.fits,{'FRI' if i % 2 else 'FRII'},{int(i < 4)}\n"
+            for i in range(listed)) + extra)
+
+
+def test_label_table_found_inside_directory_and_reports_written(tmp_path):
+    root = tmp_path / "set"
+    radio_set(root, 6, 5, "cutouts/missing.fits,FRI,1\ncutouts/o0.fits.bak,hybrid,1\n")
     out = str(tmp_path / "out")
     result = run_cli("prepare", root, "-o", out, "--classes", "FRII,FRI", "--where",
                      "confident=1", "--val-fraction", "0")
@@ -183,11 +189,7 @@ def test_conflicting_labels_and_a_class_of_one_are_said_on_screen(tmp_path):
 
 def test_a_weight_column_weights_each_cutout_and_a_bad_weight_is_one_line(tmp_path):
     root = tmp_path / "set"
-    for i in range(8):
-        write_fits(root / "cutouts" / f"o{i}.fits", noise_image(seed=i))
-    (root / "labels.csv").write_text(
-        "file,label,confident\n" + "".join(
-            f"cutouts/o{i}.fits,{'FRI' if i % 2 else 'FRII'},{int(i < 4)}\n" for i in range(8)))
+    radio_set(root, 8, 8)
     out = tmp_path / "prepared"
     result = run_cli("prepare", root, "-o", out, "--weight-column", "confident",
                      "--weight-map", "0=0.25")
