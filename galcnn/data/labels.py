@@ -15,8 +15,9 @@ import numpy as np
 
 from galcnn.data.inputs import Source, strip_fits_suffix
 
-__all__ = ["LabelTable", "ResolvedLabels", "read_label_table", "weight_of", "find_label_file", "label_file_in",
-           "match_labels", "labels_from_directories", "choose_classes", "resolve_labels"]
+__all__ = ["LabelTable", "ResolvedLabels", "read_label_table", "weight_of", "find_label_file",
+           "label_file_in", "matched_ids", "match_labels", "labels_from_directories",
+           "choose_classes", "resolve_labels"]
 
 ID_COLUMNS = ("file", "filename", "path", "id", "objid", "name", "object")
 LABEL_COLUMNS = ("label", "class", "morphology", "type")
@@ -209,10 +210,12 @@ def matched_ids(sources: list[Source], table: LabelTable) -> dict[Source, str]:
     return matched
 
 
-def match_labels(sources: list[Source], table: LabelTable
+def match_labels(sources: list[Source], table: LabelTable,
+                 ids: dict[Source, str] | None = None
                  ) -> tuple[dict[Source, str], list[Source], list[str]]:
-    """Labels per source, the sources with no label, and table ids that matched no file."""
-    ids = matched_ids(sources, table)
+    """Labels per source, the sources with no label, and table ids that matched no file
+    (``ids``: :func:`matched_ids`, when the caller has them already)."""
+    ids = matched_ids(sources, table) if ids is None else ids
     unlabelled = [source for source in sources if source not in ids]
     missing = sorted(set(table.labels) - set(ids.values()))
     return {source: table.labels[key] for source, key in ids.items()}, unlabelled, missing
@@ -333,7 +336,8 @@ def _from_table(sources: list[Source], table: str, id_column, label_column,
                 where, weighting: tuple[str, dict | None] = (None, None)) -> ResolvedLabels:
     read = read_label_table(table, id_column=id_column, label_column=label_column,
                             where=where, weight_column=weighting[0], weight_map=weighting[1])
-    labels, unlabelled, missing = match_labels(sources, read)
+    ids = matched_ids(sources, read)
+    labels, unlabelled, missing = match_labels(sources, read, ids)
     if not labels:
         if where and read.n_filtered == read.n_rows:
             raise ValueError(_no_row_passes(table, where))
@@ -346,8 +350,7 @@ def _from_table(sources: list[Source], table: str, id_column, label_column,
             "rows_without_label": read.n_empty, "conflicting_ids": read.conflicts}
     weights = None
     if read.weight_column:
-        weights = {source: read.weights[key] for source, key in
-                   matched_ids(sources, read).items()}
+        weights = {source: read.weights[key] for source, key in ids.items()}
         info["weights"] = {"column": read.weight_column, "map": dict(weighting[1] or {}),
                            "mean": float(np.mean(list(weights.values())))}
     return ResolvedLabels(labels, f"table:{table}", unlabelled, missing, info, weights)

@@ -1,9 +1,10 @@
 """An ensemble: several trained networks run as one model.
 
 Members are trained apart (other seeds, so other initial weights, sample orders and
-augmentations) and make partly independent errors, so their average is more accurate and
+augmentations); where their errors are partly independent their average is more accurate and
 better calibrated than any one of them (Lakshminarayanan et al. 2017), and how much they
-disagree says how far an input is from what they learnt. Members' logits are averaged, as
+disagree says how far an input is from what they learnt (on MiraBest and GZ1 the gain was
+within the noise: bench/RESULTS.md). Members' logits are averaged, as
 the copies of a group-pooled model are (:class:`GroupPooled`): the ensemble's logits are the
 mean over members and copies alike, and a temperature fitted on the ensemble calibrates
 them. :meth:`Ensemble.per_member` gives each member's own logits, for the disagreement.

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from dataclasses import asdict, replace
 
@@ -28,10 +27,10 @@ from galcnn.plots import plot_confusion
 from galcnn.runner.training_set import PrepareOptions
 from galcnn.runtime import amp_dtype, select_device
 from galcnn.stages.train.loop import (TrainHooks, TrainResult, on_main, recorded_metrics,
-                                      resumed_options, splits)
+                                      resumed_options, run_device, splits)
 from galcnn.stages.train.loop import train as train_one
 from galcnn.stages.train.options import TrainError, TrainOptions
-from galcnn.stages.train.run_dir import RUN_FILES
+from galcnn.stages.train.run_dir import MEMBERS_DIR, start_run_dir
 from galcnn.stages.train.tasks import make_task
 
 __all__ = ["train", "assemble", "member_dirs"]
@@ -41,7 +40,7 @@ logger = logging.getLogger("galcnn")
 
 def member_dirs(run_dir: str, n: int) -> list[str]:
     """Where an ensemble's members are trained: ``RUN/members/1`` ... ``RUN/members/n``."""
-    return [os.path.join(run_dir, "members", str(k)) for k in range(1, n + 1)]
+    return [os.path.join(run_dir, MEMBERS_DIR, str(k)) for k in range(1, n + 1)]
 
 
 def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
@@ -59,12 +58,9 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
     started = time.monotonic()
     folders = member_dirs(run_dir, options.ensemble)
     dist_info = distributed_from_env()
-    try:
-        device = select_device(options.device, dist_info.local_rank)
-    except ValueError as exc:
-        raise TrainError(str(exc)) from exc
-    with joined(dist_info, device, options.dist_timeout):  # one process group for all
-        on_main(dist_info, lambda: _check_start(run_dir, folders, resume, overwrite))
+    first_last = os.path.join(folders[0], "last.pt")  # what a resume needs
+    with joined(dist_info, run_device(options, dist_info), options.dist_timeout):
+        on_main(dist_info, lambda: start_run_dir(run_dir, first_last, resume, overwrite))
         results = [_member(data, folders, k, options, prepare=prepare, resume=resume,
                            hooks=hooks, command=command)
                    for k in range(1, options.ensemble + 1)]
@@ -98,26 +94,6 @@ def _member(data: str, folders: list[str], k: int, options: TrainOptions, *,
     return train_one(on_prepared, folder, member, prepare=prepare,
                      resume=resume and os.path.isfile(os.path.join(folder, "last.pt")),
                      hooks=hooks, command=command)
-
-
-def _check_start(run_dir: str, folders: list[str], resume: bool, overwrite: bool) -> None:
-    """An ensemble's run directory: refused when it holds a run (unless resumed or
-    overwritten); resumed only when its first member has a checkpoint."""
-    first_last = os.path.join(folders[0], "last.pt")
-    if resume:
-        if not os.path.isfile(first_last):
-            raise TrainError(f"--resume: {first_last} not found; nothing to resume")
-        return
-    held = [name for name in (*RUN_FILES, "members")
-            if os.path.exists(os.path.join(run_dir, name))]
-    if not held:
-        return
-    if not overwrite:
-        raise TrainError(f"{run_dir} already holds a run; use --resume to continue it or "
-                         "--overwrite to start again")
-    for name in held:
-        path = os.path.join(run_dir, name)
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
 def assemble(run_dir: str, folders: list[str], options: TrainOptions, *,

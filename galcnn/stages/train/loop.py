@@ -37,7 +37,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from galcnn import __version__
 from galcnn.card import ModelCard
 from galcnn.checkpoint import build_model, load_checkpoint, save_checkpoint
-from galcnn.data.atomic import make_directory, make_parent, remove_stale_temporaries
+from galcnn.data.atomic import make_parent, remove_stale_temporaries
 from galcnn.data.dataset import PreparedDataset, is_prepared_dataset
 from galcnn.data.lock import output_lock
 from galcnn.errors import GalcnnError, naming_output
@@ -55,13 +55,13 @@ from galcnn.runtime import (amp_dtype, autocast, configure_precision, precision_
                             seed_everything, select_device, set_rng_states, worker_count)
 from galcnn.stages.train.finetune import init_from
 from galcnn.stages.train.options import TrainError, TrainOptions
-from galcnn.stages.train.run_dir import (check_run_dir, write_config, write_history,
-                                         write_results)
+from galcnn.stages.train.run_dir import (MEMBERS_DIR, start_run_dir, write_config,
+                                         write_history, write_results)
 from galcnn.stages.train.sampling import class_weights_for, make_loader
 from galcnn.stages.train.tasks import Task, make_task
 
 __all__ = ["train", "TrainHooks", "TrainResult", "resumed_options", "recorded_metrics",
-           "splits", "on_main"]
+           "splits", "on_main", "run_device"]
 
 logger = logging.getLogger("galcnn")
 
@@ -89,7 +89,7 @@ def resumed_options(run_dir: str, changes: dict | None = None) -> TrainOptions:
     there is nothing to resume)."""
     last = os.path.join(run_dir, "last.pt")
     if not os.path.isfile(last):  # an ensemble's: its first member's (the ensemble's seed)
-        last = os.path.join(run_dir, "members", "1", "last.pt")
+        last = os.path.join(run_dir, MEMBERS_DIR, "1", "last.pt")
     if not os.path.isfile(last):
         return TrainOptions(**(changes or {}))
     recorded = load_checkpoint(last)["card"].training.get("options", {})
@@ -140,17 +140,14 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
     options.check()
     hooks = hooks or TrainHooks()
     dist_info = distributed_from_env()
-    try:
-        device = select_device(options.device, dist_info.local_rank)
-    except ValueError as exc:
-        raise TrainError(str(exc)) from exc
+    device = run_device(options, dist_info)
     configure_precision(device, options.amp)
     last_path = os.path.join(run_dir, "last.pt")
     with joined(dist_info, device, options.dist_timeout), _claimed(run_dir, dist_info), \
             naming_output(run_dir, lambda: _kept(last_path)):
         found = set(os.listdir(run_dir)) if os.path.isdir(run_dir) else None
         try:
-            on_main(dist_info, lambda: _start(run_dir, last_path, resume, overwrite))
+            on_main(dist_info, lambda: start_run_dir(run_dir, last_path, resume, overwrite))
             data_path = _prepared(data, run_dir, prepare, resume, dist_info)
             run = _Run(data_path, run_dir, options, dist_info, device, command,
                        fine_tune=not resume)
@@ -173,6 +170,14 @@ def train(data: str, run_dir: str, options: TrainOptions | None = None, *,
             if dist_info.enabled and isinstance(exc, Exception) and is_peer_failure(exc):
                 raise TrainError(_peer_failure_text(dist_info, last_path)) from None
             raise
+
+
+def run_device(options: TrainOptions, dist_info: Distributed) -> torch.device:
+    """The device this process trains on (its local rank's GPU in a distributed job)."""
+    try:
+        return select_device(options.device, dist_info.local_rank)
+    except ValueError as exc:
+        raise TrainError(str(exc)) from exc
 
 
 @contextmanager
@@ -199,13 +204,6 @@ def _kept(last_path: str) -> str:
     if os.path.isfile(last_path):
         return f"{last_path}, the last complete checkpoint, is kept; free space, then --resume"
     return "nothing was kept; free space, then run the command again"
-
-
-def _start(run_dir: str, last_path: str, resume: bool, overwrite: bool) -> None:
-    if resume and not os.path.isfile(last_path):
-        raise TrainError(f"--resume: {last_path} not found; nothing to resume")
-    check_run_dir(run_dir, resume, overwrite)
-    make_directory(run_dir)
 
 
 def on_main(dist_info: Distributed, work: Callable[[], object] | None) -> None:

@@ -8,30 +8,44 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 
-from galcnn.data.atomic import write_csv, write_json
+from galcnn.data.atomic import make_directory, write_csv, write_json
 from galcnn.plots import plot_confusion, plot_learning_curves
 from galcnn.stages.train.options import TrainError
 
-__all__ = ["RUN_FILES", "check_run_dir", "metric_columns", "write_config", "write_history",
-           "write_results"]
+__all__ = ["RUN_FILES", "MEMBERS_DIR", "check_run_dir", "start_run_dir", "metric_columns",
+           "write_config", "write_history", "write_results"]
 
 RUN_FILES = ("last.pt", "best.pt", "config.json", "metrics.csv", "metrics.json")
+MEMBERS_DIR = "members"
+"""An ensemble's members' run directories (:mod:`galcnn.stages.train.ensemble`)."""
 
 
 def check_run_dir(run_dir: str, resume: bool, overwrite: bool) -> None:
-    """Refuse to train over a run unless resuming or ``overwrite`` (which clears it)."""
+    """Refuse to train over a run (a model's, or an ensemble's members) unless resuming or
+    ``overwrite`` (which clears it)."""
     if resume or not os.path.exists(run_dir):
         return
-    if any(os.path.exists(os.path.join(run_dir, n)) for n in RUN_FILES[:3]):
+    if any(os.path.exists(os.path.join(run_dir, n)) for n in (*RUN_FILES[:3], MEMBERS_DIR)):
         if not overwrite:
             raise TrainError(f"{run_dir} already holds a run; use --resume to continue it or "
                              "--overwrite to start again")
         for name in RUN_FILES:
             if os.path.exists(os.path.join(run_dir, name)):
                 os.remove(os.path.join(run_dir, name))
+        shutil.rmtree(os.path.join(run_dir, MEMBERS_DIR), ignore_errors=True)
+
+
+def start_run_dir(run_dir: str, last_path: str, resume: bool, overwrite: bool) -> None:
+    """The run directory made ready: resumed only from an existing ``last_path``, a run in
+    it refused or cleared (:func:`check_run_dir`)."""
+    if resume and not os.path.isfile(last_path):
+        raise TrainError(f"--resume: {last_path} not found; nothing to resume")
+    check_run_dir(run_dir, resume, overwrite)
+    make_directory(run_dir)
 
 
 def metric_columns(score_column: str) -> tuple[str, ...]:

@@ -29,3 +29,12 @@ def test_a_run_is_kept_unless_resumed_or_overwritten(tmp_path):
     check_run_dir(str(tmp_path), resume=True, overwrite=False)
     check_run_dir(str(tmp_path), resume=False, overwrite=True)
     assert os.listdir(tmp_path) == ["notes.txt"]
+
+
+def test_an_ensembles_members_are_a_run_and_go_with_overwrite(tmp_path):
+    (tmp_path / "members" / "1").mkdir(parents=True)  # stopped during its first member
+    (tmp_path / "members" / "1" / "last.pt").write_text("")
+    with pytest.raises(TrainError, match="already holds a run; use --resume"):
+        check_run_dir(str(tmp_path), resume=False, overwrite=False)
+    check_run_dir(str(tmp_path), resume=False, overwrite=True)
+    assert os.listdir(tmp_path) == []
